@@ -1,0 +1,36 @@
+"""The end-of-run summary: a table for people, a JSON file for machines."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    lines = [
+        f"docscale run {summary['run_id']}  tier={summary['tier']}  device={summary['device']}",
+        f"documents {summary['documents']}  usable train/held-out {summary['train_documents']}/"
+        f"{summary['heldout_documents']}  failed {sum(summary['failed'].values())} {dict(summary['failed'])}",
+        f"work done: generated {summary['work']['generated']}, extracted {summary['work']['extracted']}, "
+        f"embedded {summary['work']['embedded']}",
+        f"feature version {summary['feature_version']}"
+        f" ({'new' if summary['feature_version_created'] else 'reused'})   mlflow run {summary['mlflow_run_id']}",
+        "",
+        f"{'classifier':<12} {'accuracy':>9} {'macro-F1':>9} {'train s':>8}",
+    ]
+    for name, m in summary["classifiers"].items():
+        lines.append(f"{name:<12} {m['accuracy']:>9.3f} {m['macro_f1']:>9.3f} {m['train_seconds']:>8.1f}")
+    lines += ["", f"{'stage':<12} {'seconds':>8}"]
+    for stage, seconds in summary["stage_seconds"].items():
+        lines.append(f"{stage:<12} {seconds:>8.1f}")
+    lines.append(f"{'total':<12} {sum(summary['stage_seconds'].values()):>8.1f}")
+    return "\n".join(lines)
+
+
+def write_summary(summary: dict[str, Any], path: Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2, sort_keys=False, default=str))
+    tmp.replace(path)

@@ -1,0 +1,188 @@
+"""Ray in one place: starting or joining Ray, mapping a pure function over batches, and the embedding
+actor pool. Stage code (ingestion.*, processing.embed) knows nothing of Ray; the laptop run, the
+tests and a cluster submission all go through here, and only the address and resources differ.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import numpy as np
+import ray
+from tqdm import tqdm
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+# A task lost to a dead worker or node is retried by Ray this many times before we give up on it.
+TASK_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Cluster:
+    address: str
+    cpus: int
+    gpus: int
+    nodes: int
+
+
+def start_ray(address: str | None = None, num_cpus: int = 0) -> Cluster:
+    """Join `address` (or 'auto'), or start a private local Ray bound to 127.0.0.1. Reuses a running one."""
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(
+                num_cpus=num_cpus or os.cpu_count() or 1,
+                include_dashboard=False,
+                log_to_driver=False,
+                configure_logging=False,
+                _node_ip_address="127.0.0.1",
+            )
+    resources = ray.cluster_resources()
+    return Cluster(
+        address=address or "local",
+        cpus=int(resources.get("CPU", 0)),
+        gpus=int(resources.get("GPU", 0)),
+        nodes=len([n for n in ray.nodes() if n.get("Alive")]),
+    )
+
+
+@ray.remote(max_retries=TASK_RETRIES)
+def _call(fn: Callable[[Any], Any], batch: Any) -> Any:
+    return fn(batch)
+
+
+def map_batches(
+    fn: Callable[[list[T]], list[R]],
+    items: Iterable[T],
+    batch_size: int,
+    *,
+    desc: str,
+    total: int | None = None,
+    max_in_flight: int | None = None,
+) -> Iterator[list[R]]:
+    """Run fn over consecutive batches of items as Ray tasks; yield each batch's results as it finishes.
+
+    At most `max_in_flight` batches are submitted at once, so memory stays bounded however long the
+    input is. If a batch's task dies for good (e.g. a worker segfaults on one PDF), its items are
+    retried one by one so a single poison item cannot take its neighbours down with it; fn must turn
+    ordinary per-item errors into results itself.
+    """
+    max_in_flight = max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    fn_ref = ray.put(fn)
+    pending: dict[ray.ObjectRef, list[T]] = {}
+    progress = tqdm(total=total, desc=desc, unit="doc", leave=False, disable=None)
+
+    def submit(batch: list[T]) -> None:
+        pending[_call.remote(fn_ref, batch)] = batch
+
+    def drain(block_until: int) -> Iterator[list[R]]:
+        while len(pending) > block_until:
+            done, _ = ray.wait(list(pending), num_returns=1)
+            batch = pending.pop(done[0])
+            try:
+                results = ray.get(done[0])
+            except (
+                ray.exceptions.RayTaskError,
+                ray.exceptions.WorkerCrashedError,
+                ray.exceptions.NodeDiedError,
+            ) as exc:
+                if len(batch) == 1:
+                    raise RuntimeError(f"task failed on item {batch[0]!r}: {exc}") from exc
+                for item in batch:
+                    submit([item])
+                continue
+            progress.update(len(batch))
+            yield results
+
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == batch_size:
+            submit(batch)
+            batch = []
+            yield from drain(max_in_flight - 1)
+    if batch:
+        submit(batch)
+    yield from drain(0)
+    progress.close()
+
+
+@ray.remote
+class _EmbedActor:
+    def __init__(self, model_spec: str, device: str, batch_size: int, max_chars: int, threads: int) -> None:
+        from processing.embed import Embedder
+
+        self.embedder = Embedder(model_spec, device, batch_size, max_chars, threads=threads)
+
+    def encode(self, keys: list[str], texts: list[str]) -> tuple[list[str], np.ndarray]:
+        return keys, self.embedder.encode(texts)
+
+    def device(self) -> str:
+        return self.embedder.device
+
+
+class EmbedPool:
+    """One actor per GPU when the cluster has GPUs, else one CPU actor holding all cores of a node.
+
+    On CPU one actor with N torch threads beats N single-thread actors on small machines: the model is
+    loaded once and matrix multiplies parallelise well inside torch.
+    """
+
+    def __init__(self, model_spec: str, device: str, batch_size: int, max_chars: int) -> None:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        use_gpu = device == "cuda" or (device == "auto" and gpus > 0)
+        if use_gpu:
+            self.actors = [
+                _EmbedActor.options(num_gpus=1, num_cpus=1).remote(model_spec, "cuda", batch_size, max_chars, 1)
+                for _ in range(max(gpus, 1))
+            ]
+        else:
+            node_cpus = max(int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n.get("Alive"))
+            self.actors = [
+                _EmbedActor.options(num_cpus=node_cpus).remote(model_spec, "cpu", batch_size, max_chars, node_cpus)
+            ]
+        self.device = ray.get(self.actors[0].device.remote())
+
+    def embed(
+        self, items: Iterable[tuple[str, str]], texts_per_call: int, total: int
+    ) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Embed (key, text) pairs; yields (keys, vectors) per call, keeping two calls queued per actor."""
+        pending: dict[ray.ObjectRef, int] = {}
+        load = [0] * len(self.actors)
+        progress = tqdm(total=total, desc="embed", unit="doc", leave=False, disable=None)
+
+        def drain(limit: int) -> Iterator[tuple[list[str], np.ndarray]]:
+            while len(pending) > limit:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                load[pending.pop(done[0])] -= 1
+                keys, vectors = ray.get(done[0])
+                progress.update(len(keys))
+                yield keys, vectors
+
+        batch: list[tuple[str, str]] = []
+
+        def submit() -> None:
+            actor = min(range(len(self.actors)), key=load.__getitem__)
+            keys, texts = [k for k, _ in batch], [t for _, t in batch]
+            pending[self.actors[actor].encode.remote(keys, texts)] = actor
+            load[actor] += 1
+
+        for item in items:
+            batch.append(item)
+            if len(batch) == texts_per_call:
+                submit()
+                batch = []
+                yield from drain(2 * len(self.actors) - 1)
+        if batch:
+            submit()
+        yield from drain(0)
+        progress.close()
+
+    def close(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor)

@@ -1,0 +1,351 @@
+"""The feature store: every DuckDB read and write of docscale lives here, and only the driver calls it.
+
+Tables
+- extractions  (content_hash, extractor) -> outcome, message, pages, text stats, text
+- embeddings   (content_hash, embedder)  -> vector
+- runs, run_inputs  one row per pipeline run, one row per input file of that run (its outcome)
+- feature_versions, feature_members  immutable, content-addressed feature sets with lineage
+
+Extractions and embeddings are content-addressed caches committed batch by batch, so a killed run
+loses at most the batch in flight and a rerun redoes nothing. A feature version is committed in one
+transaction: it exists whole or not at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+
+from ingestion.extract import FileRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS extractions (
+    content_hash VARCHAR, extractor VARCHAR, outcome VARCHAR, message VARCHAR,
+    size_bytes BIGINT, pages INTEGER, chars INTEGER, words INTEGER, seconds DOUBLE, text VARCHAR,
+    created_at TIMESTAMPTZ DEFAULT current_timestamp,
+    PRIMARY KEY (content_hash, extractor));
+CREATE TABLE IF NOT EXISTS embeddings (
+    content_hash VARCHAR, embedder VARCHAR, vector FLOAT[],
+    PRIMARY KEY (content_hash, embedder));
+CREATE TABLE IF NOT EXISTS runs (
+    run_id VARCHAR PRIMARY KEY, source VARCHAR, config JSON, started_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ, status VARCHAR, feature_version VARCHAR);
+CREATE TABLE IF NOT EXISTS run_inputs (
+    run_id VARCHAR, path VARCHAR, content_hash VARCHAR, label VARCHAR, split VARCHAR,
+    outcome VARCHAR, message VARCHAR, PRIMARY KEY (run_id, path));
+CREATE TABLE IF NOT EXISTS feature_versions (
+    version_id VARCHAR PRIMARY KEY, parent_version VARCHAR, source VARCHAR, extractor VARCHAR,
+    embedder VARCHAR, params JSON, created_at TIMESTAMPTZ, n_train INTEGER, n_heldout INTEGER,
+    n_labels INTEGER, dim INTEGER);
+CREATE TABLE IF NOT EXISTS feature_members (
+    version_id VARCHAR, content_hash VARCHAR, label VARCHAR, split VARCHAR,
+    PRIMARY KEY (version_id, split, content_hash));
+"""
+
+
+class WorkspaceLockedError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class Member:
+    content_hash: str
+    label: str
+    split: str
+
+
+@dataclass
+class Features:
+    version_id: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_heldout: np.ndarray
+    y_heldout: np.ndarray
+
+
+class FeatureStore:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(str(self.path))
+        except duckdb.IOException as exc:
+            holder = re.search(r"PID (\d+)", str(exc))
+            who = f"PID {holder.group(1)}" if holder else "another process"
+            raise WorkspaceLockedError(
+                f"{self.path} is locked by {who} (another docscale run?); wait for it to finish "
+                "or pass another --workspace"
+            ) from exc
+        self.con.execute(SCHEMA)
+
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> FeatureStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- runs -------------------------------------------------------------------------------------
+    def begin_run(self, run_id: str, source: str, config: dict[str, Any]) -> None:
+        self.con.execute(
+            "INSERT INTO runs VALUES (?, ?, ?, ?, NULL, 'running', NULL)",
+            [run_id, source, json.dumps(config), _now()],
+        )
+
+    def finish_run(self, run_id: str, status: str, feature_version: str | None) -> None:
+        self.con.execute(
+            "UPDATE runs SET finished_at = ?, status = ?, feature_version = ? WHERE run_id = ?",
+            [_now(), status, feature_version, run_id],
+        )
+
+    # -- extraction cache -------------------------------------------------------------------------
+    def extracted_hashes(self, extractor: str) -> frozenset[str]:
+        rows = self.con.execute("SELECT content_hash FROM extractions WHERE extractor = ?", [extractor]).fetchall()
+        return frozenset(r[0] for r in rows)
+
+    def record_files(
+        self, run_id: str, extractor: str, records: Sequence[FileRecord], labels: dict[str, tuple[str, str]]
+    ) -> None:
+        """Store new extractions and one run_inputs row per file, in one transaction.
+
+        A record whose `extraction` is None was found in the cache by the worker; its outcome is
+        taken from the stored extraction.
+        """
+        fresh = [r for r in records if r.extraction is not None and r.content_hash]
+        extractions = pa.table(
+            {
+                "content_hash": [r.content_hash for r in fresh],
+                "extractor": [extractor] * len(fresh),
+                "outcome": [r.extraction.outcome for r in fresh],
+                "message": [r.extraction.message for r in fresh],
+                "size_bytes": pa.array([r.size_bytes for r in fresh], pa.int64()),
+                "pages": pa.array([r.extraction.pages for r in fresh], pa.int32()),
+                "chars": pa.array([r.extraction.chars for r in fresh], pa.int32()),
+                "words": pa.array([r.extraction.words for r in fresh], pa.int32()),
+                "seconds": pa.array([r.extraction.seconds for r in fresh], pa.float64()),
+                "text": [r.extraction.text for r in fresh],
+            }
+        )
+        inputs = pa.table(
+            {
+                "run_id": [run_id] * len(records),
+                "path": [r.path for r in records],
+                "content_hash": [r.content_hash for r in records],
+                "label": [labels[r.path][0] for r in records],
+                "split": [labels[r.path][1] for r in records],
+                "outcome": [r.extraction.outcome if r.extraction else None for r in records],
+                "message": [r.extraction.message if r.extraction else None for r in records],
+            }
+        )
+        with self._transaction():
+            self.con.register("new_extractions", extractions)
+            self.con.execute(
+                "INSERT INTO extractions (content_hash, extractor, outcome, message, size_bytes, pages, chars, "
+                "words, seconds, text) SELECT * FROM new_extractions ON CONFLICT DO NOTHING"
+            )
+            self.con.register("new_inputs", inputs)
+            self.con.execute(
+                """INSERT INTO run_inputs
+                   SELECT i.run_id, i.path, i.content_hash, i.label, i.split,
+                          coalesce(e.outcome, i.outcome), coalesce(e.message, i.message)
+                   FROM new_inputs i LEFT JOIN extractions e
+                     ON e.content_hash = i.content_hash AND e.extractor = ?
+                   ON CONFLICT DO NOTHING""",
+                [extractor],
+            )
+            self.con.unregister("new_extractions")
+            self.con.unregister("new_inputs")
+
+    def outcome_counts(self, run_id: str) -> dict[str, int]:
+        rows = self.con.execute(
+            "SELECT outcome, count(*) FROM run_inputs WHERE run_id = ? GROUP BY outcome ORDER BY outcome", [run_id]
+        ).fetchall()
+        return dict(rows)
+
+    def extraction_stats(self, run_id: str, extractor: str) -> dict[str, float]:
+        row = self._one(
+            """SELECT count(*), coalesce(sum(e.pages), 0), coalesce(sum(e.seconds), 0)
+               FROM run_inputs i JOIN extractions e ON e.content_hash = i.content_hash AND e.extractor = ?
+               WHERE i.run_id = ?""",
+            [extractor, run_id],
+        )
+        return {"documents": row[0], "pages": row[1], "extract_cpu_seconds": row[2]}
+
+    def members(self, run_id: str) -> list[Member]:
+        """The run's usable documents: extracted ok, labelled, each content once.
+
+        Identical bytes under two paths count once, and a training document whose content is also
+        in the held-out set is dropped from training so the evaluation stays honest.
+        """
+        rows = self.con.execute(
+            """WITH ok AS (
+                   SELECT content_hash, label, split, row_number() OVER (
+                       PARTITION BY content_hash, split ORDER BY path) AS nth
+                   FROM run_inputs WHERE run_id = ? AND outcome = 'ok' AND label IS NOT NULL)
+               SELECT content_hash, label, split FROM ok
+               WHERE nth = 1 AND NOT (split = 'train' AND content_hash IN
+                   (SELECT content_hash FROM ok WHERE split = 'heldout'))
+               ORDER BY split, content_hash""",
+            [run_id],
+        ).fetchall()
+        return [Member(*r) for r in rows]
+
+    # -- embedding cache --------------------------------------------------------------------------
+    def missing_embeddings(self, hashes: Iterable[str], embedder: str) -> list[str]:
+        wanted = pa.table({"content_hash": sorted(set(hashes))})
+        self.con.register("wanted", wanted)
+        rows = self.con.execute(
+            """SELECT w.content_hash FROM wanted w ANTI JOIN embeddings e
+               ON e.content_hash = w.content_hash AND e.embedder = ? ORDER BY w.content_hash""",
+            [embedder],
+        ).fetchall()
+        self.con.unregister("wanted")
+        return [r[0] for r in rows]
+
+    def iter_texts(self, hashes: Sequence[str], extractor: str, chunk: int = 512) -> Iterator[tuple[str, str]]:
+        """(hash, text) for the given hashes, fetched a chunk at a time so memory stays bounded."""
+        for start in range(0, len(hashes), chunk):
+            part = list(hashes[start : start + chunk])
+            rows = self.con.execute(
+                "SELECT content_hash, text FROM extractions WHERE extractor = ? AND content_hash IN "
+                "(SELECT unnest(?::VARCHAR[]))",
+                [extractor, part],
+            ).fetchall()
+            yield from rows
+
+    def add_embeddings(self, hashes: Sequence[str], vectors: np.ndarray, embedder: str) -> None:
+        flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
+        offsets = pa.array(np.arange(0, flat.__len__() + 1, vectors.shape[1], dtype=np.int32))
+        table = pa.table(
+            {
+                "content_hash": list(hashes),
+                "embedder": [embedder] * len(hashes),
+                "vector": pa.ListArray.from_arrays(offsets, flat),
+            }
+        )
+        with self._transaction():
+            self.con.register("new_embeddings", table)
+            self.con.execute("INSERT INTO embeddings SELECT * FROM new_embeddings ON CONFLICT DO NOTHING")
+            self.con.unregister("new_embeddings")
+
+    # -- feature versions -------------------------------------------------------------------------
+    def commit_version(
+        self, members: Sequence[Member], source: str, extractor: str, embedder: str, params: dict[str, Any]
+    ) -> tuple[str, bool]:
+        """Commit an immutable version; returns (version_id, created). Same inputs -> same id."""
+        version_id = version_id_for(members, extractor, embedder, params)
+        if self._one("SELECT 1 FROM feature_versions WHERE version_id = ?", [version_id]):
+            return version_id, False
+        parent = self._one(
+            "SELECT version_id FROM feature_versions WHERE embedder = ? ORDER BY created_at DESC LIMIT 1",
+            [embedder],
+        )
+        dim = self._one("SELECT len(vector) FROM embeddings WHERE embedder = ? LIMIT 1", [embedder])
+        n_train = sum(m.split == "train" for m in members)
+        table = pa.table(
+            {
+                "version_id": [version_id] * len(members),
+                "content_hash": [m.content_hash for m in members],
+                "label": [m.label for m in members],
+                "split": [m.split for m in members],
+            }
+        )
+        with self._transaction():
+            self.con.execute(
+                "INSERT INTO feature_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    version_id,
+                    parent[0] if parent else None,
+                    source,
+                    extractor,
+                    embedder,
+                    json.dumps(params),
+                    _now(),
+                    n_train,
+                    len(members) - n_train,
+                    len({m.label for m in members}),
+                    dim[0] if dim else None,
+                ],
+            )
+            self.con.register("new_members", table)
+            self.con.execute("INSERT INTO feature_members SELECT * FROM new_members")
+            self.con.unregister("new_members")
+        return version_id, True
+
+    def load_features(self, version_id: str) -> Features:
+        info = self.version(version_id)
+        table = self.con.sql(
+            """SELECT m.split, m.label, e.vector FROM feature_members m
+               JOIN embeddings e ON e.content_hash = m.content_hash AND e.embedder = $embedder
+               WHERE m.version_id = $version ORDER BY m.split, m.content_hash""",
+            params={"embedder": info["embedder"], "version": version_id},
+        ).to_arrow_table()
+        expected = info["n_train"] + info["n_heldout"]
+        if table.num_rows != expected:
+            raise RuntimeError(f"feature version {version_id}: {table.num_rows} vectors for {expected} members")
+        split = np.asarray(table["split"].to_pylist())
+        labels = np.asarray(table["label"].to_pylist())
+        vectors = table["vector"].combine_chunks()
+        x = vectors.flatten().to_numpy().reshape(table.num_rows, -1)
+        train, heldout = split == "train", split == "heldout"
+        return Features(version_id, x[train], labels[train], x[heldout], labels[heldout])
+
+    def version(self, version_id: str) -> dict[str, Any]:
+        cur = self.con.execute("SELECT * FROM feature_versions WHERE version_id = ?", [version_id])
+        rows = cur.fetchall()
+        if not rows:
+            raise KeyError(f"no feature version {version_id!r}; list them with python -m processing.features list")
+        return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
+
+    def versions(self) -> list[dict[str, Any]]:
+        cur = self.con.execute("SELECT * FROM feature_versions ORDER BY created_at")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def count(self, table: str) -> int:
+        if table not in {"extractions", "embeddings", "runs", "run_inputs", "feature_versions", "feature_members"}:
+            raise ValueError(table)
+        return self._one(f"SELECT count(*) FROM {table}")[0]
+
+    def _one(self, sql: str, params: list[Any] | None = None) -> tuple[Any, ...] | None:
+        # DuckDB 2 refuses new work on a connection with an unfinished result: always fetch to the end.
+        rows = self.con.execute(sql, params or []).fetchall()
+        return rows[0] if rows else None
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.con)
+
+
+class _Transaction:
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def __enter__(self) -> None:
+        self.con.execute("BEGIN TRANSACTION")
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+def version_id_for(members: Sequence[Member], extractor: str, embedder: str, params: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([extractor, embedder, params], sort_keys=True).encode())
+    for m in sorted(members, key=lambda m: (m.split, m.content_hash)):
+        digest.update(f"{m.split}\t{m.content_hash}\t{m.label}\n".encode())
+    return "fv-" + digest.hexdigest()[:16]
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)

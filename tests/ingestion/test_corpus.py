@@ -1,0 +1,52 @@
+from collections import Counter
+
+from ingestion.corpus import DEFECTS, CorpusEntry, manifest, render_entry, write_entries
+from ingestion.extract import extract_text
+from ingestion.templates import LABELS
+
+
+def test_tiers_nest_and_heldout_is_fixed():
+    small = manifest(7, train_size=20, heldout_size=10, bad_file_rate=0.1)
+    large = manifest(7, train_size=60, heldout_size=10, bad_file_rate=0.1)
+    train_small = [e for e in small if e.split == "train"]
+    train_large = [e for e in large if e.split == "train"]
+    assert train_large[:20] == train_small
+    assert [e for e in small if e.split == "heldout"] == [e for e in large if e.split == "heldout"]
+    assert {e.relpath for e in train_large}.isdisjoint({e.relpath for e in large if e.split == "heldout"})
+
+
+def test_seed_changes_the_corpus_and_bytes_are_deterministic():
+    a, b = manifest(1, 30, 0, 0.0), manifest(2, 30, 0, 0.0)
+    assert [e.label for e in a] != [e.label for e in b]
+    assert render_entry(1, a[0]) == render_entry(1, a[0])
+    assert render_entry(1, a[0]) != render_entry(2, a[0])
+
+
+def test_labels_cover_at_least_eight_classes_and_heldout_is_clean():
+    entries = manifest(1234, 400, 200, bad_file_rate=0.2)
+    assert len(LABELS) >= 8
+    assert len(Counter(e.label for e in entries)) == len(LABELS)
+    assert all(e.defect is None for e in entries if e.split == "heldout")
+    assert any(e.defect for e in entries if e.split == "train")
+
+
+def test_every_defect_ends_with_its_expected_outcome():
+    for defect, expected in DEFECTS.items():
+        entry = CorpusEntry("train", 3, "invoice", defect)
+        outcome = extract_text(render_entry(5, entry)).outcome
+        assert outcome == expected, (defect, outcome)
+
+
+def test_clean_documents_extract_with_their_class_vocabulary():
+    entry = CorpusEntry("train", 11, "prescription")
+    extraction = extract_text(render_entry(5, entry))
+    assert extraction.outcome == "ok"
+    assert extraction.pages >= 1
+    assert extraction.words > 30
+
+
+def test_write_entries_writes_once(tmp_path):
+    entries = manifest(3, 5, 2, 0.0)
+    assert write_entries(tmp_path, 3, entries) == 7
+    assert write_entries(tmp_path, 3, entries) == 0
+    assert not list(tmp_path.rglob("*.tmp*"))

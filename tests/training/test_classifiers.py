@@ -1,0 +1,37 @@
+import numpy as np
+import pytest
+
+from evaluation.metrics import score
+from training.classifiers import TrainParams, train_classifier
+
+
+def _blobs(seed: int, n: int = 60):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(3, 16)) * 3
+    y = np.repeat(np.array(["a", "b", "c"]), n)
+    x = centres[np.repeat(np.arange(3), n)] + rng.normal(size=(3 * n, 16))
+    return x.astype(np.float32), y
+
+
+@pytest.mark.parametrize("name", ["logreg", "mlp"])
+def test_classifier_learns_separable_classes(name):
+    x, y = _blobs(0)
+    x_test, y_test = _blobs(0, 20)
+    model = train_classifier(name, x, y, TrainParams(mlp_epochs=30))
+    assert score(y_test, model.predict(x_test))["accuracy"] > 0.95
+    proba = model.predict_proba(x_test)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
+    assert list(model.classes_) == ["a", "b", "c"]
+
+
+def test_mlp_is_repeatable_with_a_seed():
+    x, y = _blobs(1)
+    a = train_classifier("mlp", x, y, TrainParams(seed=3, mlp_epochs=5)).predict_proba(x)
+    b = train_classifier("mlp", x, y, TrainParams(seed=3, mlp_epochs=5)).predict_proba(x)
+    np.testing.assert_allclose(a, b)
+
+
+def test_single_label_is_a_clear_error():
+    x, _ = _blobs(0)
+    with pytest.raises(ValueError, match="1 label"):
+        train_classifier("logreg", x, np.array(["a"] * len(x)), TrainParams())

@@ -1,0 +1,100 @@
+"""Classifiers over feature vectors. Pure: arrays in, a fitted estimator out; no MLflow, no DuckDB.
+
+Every classifier follows scikit-learn's estimator protocol (fit / predict / predict_proba / classes_),
+so tracking and evaluation treat them alike and MLflow's sklearn flavour can log and load them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+
+
+@dataclass(frozen=True)
+class TrainParams:
+    seed: int = 0
+    logreg_c: float = 4.0
+    mlp_hidden: int = 256
+    mlp_epochs: int = 60
+    mlp_lr: float = 0.002
+    device: str = "cpu"
+
+
+class TorchMLP(ClassifierMixin, BaseEstimator):
+    """One hidden layer, dropout, AdamW, full-batch-ish mini-batches. Small enough to train in seconds.
+
+    The fitted network is kept on the CPU so that pickling (and MLflow logging) never needs a GPU.
+    """
+
+    def __init__(
+        self,
+        hidden: int = 256,
+        epochs: int = 60,
+        lr: float = 0.002,
+        seed: int = 0,
+        device: str = "cpu",
+        batch_size: int = 256,
+    ) -> None:
+        self.hidden = hidden
+        self.epochs = epochs
+        self.lr = lr
+        self.seed = seed
+        self.device = device
+        self.batch_size = batch_size
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> TorchMLP:
+        import torch
+        from torch import nn
+
+        torch.manual_seed(self.seed)
+        generator = torch.Generator().manual_seed(self.seed)
+        self.classes_ = np.unique(y)
+        targets = torch.as_tensor(np.searchsorted(self.classes_, y))
+        inputs = torch.as_tensor(np.asarray(x, dtype=np.float32))
+        net = nn.Sequential(
+            nn.Linear(inputs.shape[1], self.hidden),
+            nn.GELU(),
+            nn.Dropout(0.2),
+            nn.Linear(self.hidden, len(self.classes_)),
+        ).to(self.device)
+        optimiser = torch.optim.AdamW(net.parameters(), lr=self.lr, weight_decay=1e-2)
+        loss_fn = nn.CrossEntropyLoss()
+        net.train()
+        for _ in range(self.epochs):
+            order = torch.randperm(len(inputs), generator=generator)
+            for start in range(0, len(inputs), self.batch_size):
+                idx = order[start : start + self.batch_size]
+                optimiser.zero_grad()
+                loss = loss_fn(net(inputs[idx].to(self.device)), targets[idx].to(self.device))
+                loss.backward()
+                optimiser.step()
+        self.net_ = net.cpu().eval()
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.no_grad():
+            logits = self.net_(torch.as_tensor(np.asarray(x, dtype=np.float32)))
+            return torch.softmax(logits, dim=1).numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.classes_[self.predict_proba(x).argmax(axis=1)]
+
+
+def build_classifier(name: str, params: TrainParams) -> Any:
+    if name == "logreg":
+        return LogisticRegression(C=params.logreg_c, max_iter=2000, random_state=params.seed)
+    if name == "mlp":
+        return TorchMLP(params.mlp_hidden, params.mlp_epochs, params.mlp_lr, params.seed, params.device)
+    raise ValueError(f"unknown classifier {name!r}")
+
+
+def train_classifier(name: str, x: np.ndarray, y: np.ndarray, params: TrainParams) -> Any:
+    if len(np.unique(y)) < 2:
+        raise ValueError(f"cannot train {name}: the training set has {len(np.unique(y))} label(s), need >= 2")
+    return build_classifier(name, params).fit(x, y)

@@ -1,0 +1,96 @@
+"""MLflow in one place: the experiment, the pipeline run, its params, metrics, artifacts and models.
+
+Everything is logged from the driver (never from Ray workers). The default backend is SQLite in the
+workspace with artifacts beside it; `mlflow.tracking_uri` may point at a tracking server instead.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+import mlflow  # noqa: E402
+from mlflow.models import infer_signature  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+logging.getLogger("mlflow").setLevel(logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+# It warns on every cloudpickle save; our torch MLP needs cloudpickle (see log_model), and says so.
+logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+
+# Logged with each model instead of letting MLflow infer requirements (which imports and probes the
+# model in a subprocess and takes seconds per model).
+MODEL_REQUIREMENTS = ["scikit-learn", "numpy", "torch", "docscale"]
+
+
+def default_tracking_uri(workspace: Path) -> str:
+    return f"sqlite:///{Path(workspace).resolve() / 'mlflow.db'}"
+
+
+def setup(tracking_uri: str, experiment: str, artifact_root: Path | None) -> str:
+    """Point MLflow at the backend and make sure the experiment exists; returns its id."""
+    mlflow.set_tracking_uri(tracking_uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        mlflow.set_experiment(experiment_id=found.experiment_id)
+        return found.experiment_id
+    location = (Path(artifact_root).resolve().as_uri()) if artifact_root else None
+    experiment_id = mlflow.create_experiment(experiment, artifact_location=location)
+    mlflow.set_experiment(experiment_id=experiment_id)
+    return experiment_id
+
+
+@contextmanager
+def pipeline_run(run_name: str, params: dict[str, Any], tags: dict[str, str]):
+    """One MLflow run per pipeline run; marked FAILED if the body raises."""
+    with mlflow.start_run(run_name=run_name, tags=tags) as run:
+        mlflow.log_params({k: _param(v) for k, v in params.items()})
+        yield run.info.run_id
+
+
+def log_metrics(metrics: dict[str, float]) -> None:
+    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+
+
+def log_artifact(path: Path, folder: str | None = None) -> None:
+    mlflow.log_artifact(str(path), artifact_path=folder)
+
+
+def log_json(data: dict[str, Any], name: str) -> None:
+    mlflow.log_dict(data, name)
+
+
+def log_model(name: str, model: Any, example: np.ndarray) -> str:
+    """Log a fitted sklearn-protocol classifier with its signature; returns the model URI."""
+    import mlflow.sklearn
+
+    # skops is MLflow's safe format but only knows sklearn's own types; our torch MLP needs cloudpickle.
+    fmt = "skops" if type(model).__module__.startswith("sklearn") else "cloudpickle"
+    signature = infer_signature(example, model.predict(example))
+    info = mlflow.sklearn.log_model(
+        model,
+        name=name,
+        signature=signature,
+        input_example=example[:2],
+        serialization_format=fmt,
+        pip_requirements=MODEL_REQUIREMENTS,
+    )
+    return info.model_uri
+
+
+def get_run(run_id: str, tracking_uri: str) -> Any:
+    return MlflowClient(tracking_uri).get_run(run_id)
+
+
+def _param(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, (list, dict)) else str(value)
+    return text[:6000]  # MLflow's limit on a param value
