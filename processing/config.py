@@ -60,6 +60,11 @@ class TrainConfig:
 
 
 @dataclass
+class StoreConfig:
+    lock_wait_seconds: float = 0.0
+
+
+@dataclass
 class RayConfig:
     num_cpus: int = 0
 
@@ -76,6 +81,7 @@ class Config:
     extract: ExtractConfig = field(default_factory=ExtractConfig)
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     ray: RayConfig = field(default_factory=RayConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
 
@@ -181,6 +187,8 @@ def _validate(config: Config) -> None:
             raise ConfigError(f"{key} must be > 0; got {value}")
     if not 0.0 <= config.corpus.bad_file_rate < 1.0:
         raise ConfigError(f"corpus.bad_file_rate must be in [0, 1); got {config.corpus.bad_file_rate}")
+    if config.store.lock_wait_seconds < 0:
+        raise ConfigError(f"store.lock_wait_seconds must be >= 0; got {config.store.lock_wait_seconds}")
     if config.ray.num_cpus < 0:
         raise ConfigError(f"ray.num_cpus must be >= 0 (0 = all cores); got {config.ray.num_cpus}")
     if config.embed.device not in DEVICES:

@@ -12,7 +12,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 import ray
-from tqdm import tqdm
+
+from processing.progress import Progress
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -75,7 +76,7 @@ def map_batches(
     max_in_flight = max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
     fn_ref = ray.put(fn)
     pending: dict[ray.ObjectRef, list[T]] = {}
-    progress = tqdm(total=total, desc=desc, unit="doc", leave=False, disable=None)
+    progress = Progress(desc, total)
 
     def submit(batch: list[T]) -> None:
         pending[_call.remote(fn_ref, batch)] = batch
@@ -125,6 +126,9 @@ class _EmbedActor:
     def device(self) -> str:
         return self.embedder.device
 
+    def dim(self) -> int:
+        return self.embedder.dim
+
 
 class EmbedPool:
     """One actor per GPU when the cluster has GPUs, else one CPU actor holding all cores of a node.
@@ -147,6 +151,7 @@ class EmbedPool:
                 _EmbedActor.options(num_cpus=node_cpus).remote(model_spec, "cpu", batch_size, max_chars, node_cpus)
             ]
         self.device = ray.get(self.actors[0].device.remote())
+        self.dim = ray.get(self.actors[0].dim.remote())
 
     def embed(
         self, items: Iterable[tuple[str, str]], texts_per_call: int, total: int
@@ -154,7 +159,7 @@ class EmbedPool:
         """Embed (key, text) pairs; yields (keys, vectors) per call, keeping two calls queued per actor."""
         pending: dict[ray.ObjectRef, int] = {}
         load = [0] * len(self.actors)
-        progress = tqdm(total=total, desc="embed", unit="doc", leave=False, disable=None)
+        progress = Progress("embed", total)
 
         def drain(limit: int) -> Iterator[tuple[list[str], np.ndarray]]:
             while len(pending) > limit:

@@ -3,6 +3,7 @@
     python -m processing.run --tier 50                          # laptop, CPU, ./workspace
     python -m processing.run --tier 1k --summary out/1k.json    # also write the summary as JSON
     python -m processing.run --tier 50 --set embed.batch_size=32 --set train.classifiers=logreg
+    python -m processing.run --tier 50 --feature-version fv-1234abcd   # retrain on an earlier feature version
     python -m processing.run --tier 15k --device cuda --ray-address auto   # on a Ray cluster with a GPU
 
 Reruns reuse everything already done in the workspace (generated PDFs, extractions, embeddings).
@@ -18,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -41,170 +42,189 @@ class Stopwatch:
             self.seconds[name] = round(self.seconds.get(name, 0.0) + time.perf_counter() - start, 3)
 
 
-def run_pipeline(config: Config, tier: str, workspace: Path, ray_address: str | None = None) -> dict[str, Any]:
-    # Heavy imports live here so `--help` and config errors answer instantly.
-    import numpy as np
+@dataclass
+class RunState:
+    """What one pipeline run has learned so far; becomes the summary."""
 
-    from evaluation.metrics import plot_confusion, score
+    run_id: str
+    tier: str
+    workspace: Path
+    clock: Stopwatch = field(default_factory=Stopwatch)
+    work: dict[str, int] = field(default_factory=lambda: {"generated": 0, "extracted": 0, "embedded": 0})
+    device: str = "cpu"
+    cluster: dict[str, Any] = field(default_factory=dict)
+
+
+def run_pipeline(
+    config: Config, tier: str, workspace: Path, ray_address: str | None = None, feature_version: str | None = None
+) -> dict[str, Any]:
+    from processing.features import FeatureStore
+
+    workspace = Path(workspace).resolve()
+    workspace.mkdir(parents=True, exist_ok=True)
+    state = RunState(time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], tier, workspace)
+    with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
+        store.begin_run(state.run_id, f"tier:{tier}", config.to_dict())
+        try:
+            if feature_version is None:
+                version_id, created = build_features(config, store, state, ray_address)
+            else:
+                version_id, created = store.version(feature_version)["version_id"], False
+                state.device = _resolve_device(config.embed.device)
+            summary = train_and_report(config, store, state, version_id, created)
+        except BaseException:
+            store.finish_run(state.run_id, "failed", None)
+            raise
+        store.finish_run(state.run_id, "finished", version_id)
+    return summary
+
+
+def build_features(config: Config, store: Any, state: RunState, ray_address: str | None) -> tuple[str, bool]:
+    """Corpus -> extraction -> embeddings -> an immutable feature version. Returns (version id, created)."""
     from ingestion.corpus import corpus_dir, manifest, write_entries
     from ingestion.extract import EXTRACTOR_VERSION, extract_files
     from processing import engine
     from processing.embed import embedder_id
-    from processing.features import FeatureStore
+
+    clock, work = state.clock, state.work
+    with clock.stage("ray_start"):
+        cluster = engine.start_ray(ray_address, config.ray.num_cpus)
+        state.cluster = asdict(cluster)
+    _log(f"Ray: {cluster.nodes} node(s), {cluster.cpus} CPU, {cluster.gpus} GPU ({cluster.address})")
+
+    # 1. Corpus: render only the files this workspace does not have yet.
+    with clock.stage("corpus"):
+        c = config.corpus
+        root = corpus_dir(state.workspace, c.seed)
+        entries = manifest(c.seed, c.train_size, c.heldout_size, c.bad_file_rate)
+        missing = [e for e in entries if not (root / e.relpath).exists()]
+        generate = partial(_write_batch, write_entries, root, c.seed)
+        for counts in engine.map_batches(generate, missing, batch_size=32, desc="generate", total=len(missing)):
+            work["generated"] += sum(counts)
+        labels = {str(root / e.relpath): (e.label, e.split) for e in entries}
+    _log(f"corpus: {len(entries)} files ({work['generated']} generated) in {root}")
+
+    # 2. Extraction on Ray; cached by content hash, committed batch by batch.
+    with clock.stage("extract"):
+        limits = {
+            "max_pages": config.extract.max_pages,
+            "max_bytes": config.extract.max_bytes,
+            "min_chars": config.extract.min_chars,
+        }
+        extract = partial(extract_files, skip_hashes=store.extracted_hashes(EXTRACTOR_VERSION), **limits)
+        batches = engine.map_batches(
+            extract, list(labels), config.extract.files_per_task, desc="extract", total=len(labels)
+        )
+        for records in batches:
+            store.record_files(state.run_id, EXTRACTOR_VERSION, records, labels)
+            work["extracted"] += sum(r.extraction is not None for r in records)
+    _log(f"extract: {work['extracted']} extracted, outcomes {store.outcome_counts(state.run_id)}")
+
+    # 3. Embedding on a Ray actor pool; cached by (content hash, embedder).
+    members = store.members(state.run_id)
+    embedder = embedder_id(config.embed.model, config.embed.max_chars)
+    todo = store.missing_embeddings([m.content_hash for m in members], embedder)
+    state.device = _resolve_device(config.embed.device)
+    if todo:
+        with clock.stage("model_load"):
+            pool = engine.EmbedPool(
+                config.embed.model, config.embed.device, config.embed.batch_size, config.embed.max_chars
+            )
+            state.device = pool.device
+            store.register_embedder(embedder, config.embed.model, {"max_chars": config.embed.max_chars}, pool.dim)
+        with clock.stage("embed"):
+            texts = store.iter_texts(todo, EXTRACTOR_VERSION)
+            for keys, vectors in pool.embed(texts, config.embed.texts_per_call, total=len(todo)):
+                store.add_embeddings(keys, vectors, embedder)
+                work["embedded"] += len(keys)
+            pool.close()
+    _log(f"embed: {work['embedded']} embedded on {state.device} ({len(members) - len(todo)} cached)")
+
+    # 4. An immutable, content-addressed feature version.
+    with clock.stage("commit"):
+        params = {"max_chars": config.embed.max_chars, "seed": c.seed, "bad_file_rate": c.bad_file_rate}
+        version_id, created = store.commit_version(members, f"tier:{state.tier}", EXTRACTOR_VERSION, embedder, params)
+    _log(f"features: {version_id} ({'new' if created else 'reused'})")
+    return version_id, created
+
+
+def train_and_report(config: Config, store: Any, state: RunState, version_id: str, created: bool) -> dict[str, Any]:
+    """Load a feature version, train each classifier, score it on the held-out set, log it all to MLflow."""
+    import numpy as np
+
+    from evaluation.metrics import plot_confusion, score
     from training import tracking
     from training.classifiers import TrainParams, train_classifier
 
-    workspace = Path(workspace).resolve()
-    workspace.mkdir(parents=True, exist_ok=True)
-    clock = Stopwatch()
-    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    work = {"generated": 0, "extracted": 0, "embedded": 0}
-
-    with FeatureStore(workspace / "features.duckdb") as store:
-        store.begin_run(run_id, f"tier:{tier}", config.to_dict())
-        try:
-            with clock.stage("ray_start"):
-                cluster = engine.start_ray(ray_address, config.ray.num_cpus)
-            _log(f"Ray: {cluster.nodes} node(s), {cluster.cpus} CPU, {cluster.gpus} GPU ({cluster.address})")
-
-            # 1. Corpus: render only the files this workspace does not have yet.
-            with clock.stage("corpus"):
-                c = config.corpus
-                root = corpus_dir(workspace, c.seed)
-                entries = manifest(c.seed, c.train_size, c.heldout_size, c.bad_file_rate)
-                missing = [e for e in entries if not (root / e.relpath).exists()]
-                for counts in engine.map_batches(
-                    partial(_write_batch, write_entries, root, c.seed),
-                    missing,
-                    batch_size=32,
-                    desc="generate",
-                    total=len(missing),
-                ):
-                    work["generated"] += sum(counts)
-                labels = {str(root / e.relpath): (e.label, e.split) for e in entries}
-            _log(f"corpus: {len(entries)} files ({work['generated']} generated) in {root}")
-
-            # 2. Extraction on Ray; cached by content hash, committed batch by batch.
-            with clock.stage("extract"):
-                done = store.extracted_hashes(EXTRACTOR_VERSION)
-                extract = partial(
-                    extract_files,
-                    skip_hashes=done,
-                    max_pages=config.extract.max_pages,
-                    max_bytes=config.extract.max_bytes,
-                    min_chars=config.extract.min_chars,
+    clock = state.clock
+    with clock.stage("load_features"):
+        features = store.load_features(version_id)
+    n_train, n_heldout = len(features.y_train), len(features.y_heldout)
+    with clock.stage("mlflow_setup"):
+        tracking_uri = config.mlflow.tracking_uri or tracking.default_tracking_uri(state.workspace)
+        tracking.setup(tracking_uri, config.mlflow.experiment, state.workspace / "mlartifacts")
+    t = config.train
+    params = TrainParams(
+        seed=t.seed,
+        logreg_c=t.logreg_c,
+        mlp_hidden=t.mlp_hidden,
+        mlp_epochs=t.mlp_epochs,
+        mlp_lr=t.mlp_lr,
+        device=_resolve_device(config.embed.device),
+    )
+    results: dict[str, dict[str, float]] = {}
+    tags = {"tier": state.tier, "feature_version": version_id, "device": state.device, "docscale_run": state.run_id}
+    with tracking.pipeline_run(f"tier-{state.tier}", config.flat(), tags) as mlflow_run_id:
+        tracking.log_feature_version(version_id, features.x_train, features.y_train, store.path)
+        for name in t.classifiers:
+            with clock.stage("train"):
+                start = time.perf_counter()
+                model = train_classifier(name, features.x_train, features.y_train, params)
+                train_seconds = time.perf_counter() - start
+            with clock.stage("evaluate"):
+                predicted = model.predict(features.x_heldout)
+                results[name] = {**score(features.y_heldout, predicted), "train_seconds": train_seconds}
+                png = plot_confusion(
+                    features.y_heldout,
+                    predicted,
+                    f"{name} - tier {state.tier}",
+                    state.workspace / "reports" / state.run_id / f"confusion_{name}.png",
                 )
-                for records in engine.map_batches(
-                    extract, list(labels), config.extract.files_per_task, desc="extract", total=len(labels)
-                ):
-                    store.record_files(run_id, EXTRACTOR_VERSION, records, labels)
-                    work["extracted"] += sum(r.extraction is not None for r in records)
-            outcomes = store.outcome_counts(run_id)
-            _log(f"extract: {work['extracted']} extracted, outcomes {outcomes}")
-
-            # 3. Embedding on a Ray actor pool; cached by (content hash, embedder).
-            members = store.members(run_id)
-            embedder = embedder_id(config.embed.model, config.embed.max_chars)
-            todo = store.missing_embeddings([m.content_hash for m in members], embedder)
-            device = "cpu"
-            if todo:
-                with clock.stage("model_load"):
-                    pool = engine.EmbedPool(
-                        config.embed.model, config.embed.device, config.embed.batch_size, config.embed.max_chars
-                    )
-                    device = pool.device
-                with clock.stage("embed"):
-                    texts = store.iter_texts(todo, EXTRACTOR_VERSION)
-                    for keys, vectors in pool.embed(texts, config.embed.texts_per_call, total=len(todo)):
-                        store.add_embeddings(keys, vectors, embedder)
-                        work["embedded"] += len(keys)
-                    pool.close()
-            else:
-                device = _train_device(config.embed.device)
-            _log(f"embed: {work['embedded']} embedded on {device} ({len(members) - len(todo)} cached)")
-
-            # 4. An immutable feature version, then its arrays.
-            with clock.stage("features"):
-                params = {"max_chars": config.embed.max_chars, "seed": c.seed, "bad_file_rate": c.bad_file_rate}
-                version_id, created = store.commit_version(members, f"tier:{tier}", EXTRACTOR_VERSION, embedder, params)
-                features = store.load_features(version_id)
-            n_train, n_heldout = len(features.y_train), len(features.y_heldout)
-            _log(f"features: {version_id} ({'new' if created else 'reused'}), {n_train} train, {n_heldout} held-out")
-
-            # 5. Train, evaluate on the fixed held-out set, log to MLflow.
-            with clock.stage("mlflow_setup"):
-                tracking_uri = config.mlflow.tracking_uri or tracking.default_tracking_uri(workspace)
-                tracking.setup(tracking_uri, config.mlflow.experiment, workspace / "mlartifacts")
-            train_params = TrainParams(
-                seed=config.train.seed,
-                logreg_c=config.train.logreg_c,
-                mlp_hidden=config.train.mlp_hidden,
-                mlp_epochs=config.train.mlp_epochs,
-                mlp_lr=config.train.mlp_lr,
-                device=_train_device(config.embed.device),
-            )
-            results: dict[str, dict[str, float]] = {}
-            tags = {"tier": tier, "feature_version": version_id, "device": device, "docscale_run": run_id}
-            with tracking.pipeline_run(f"tier-{tier}", config.flat(), tags) as mlflow_run_id:
-                for name in config.train.classifiers:
-                    with clock.stage("train"):
-                        start = time.perf_counter()
-                        model = train_classifier(name, features.x_train, features.y_train, train_params)
-                        train_seconds = time.perf_counter() - start
-                    with clock.stage("evaluate"):
-                        predicted = model.predict(features.x_heldout)
-                        results[name] = {**score(features.y_heldout, predicted), "train_seconds": train_seconds}
-                        png = plot_confusion(
-                            features.y_heldout,
-                            predicted,
-                            f"{name} - tier {tier}",
-                            workspace / "reports" / run_id / f"confusion_{name}.png",
-                        )
-                    with clock.stage("log_models"):
-                        tracking.log_artifact(png, "confusion")
-                        tracking.log_metrics({f"{name}.{k}": v for k, v in results[name].items()})
-                        tracking.log_model(name, model, features.x_train[:5].astype(np.float32))
-                outcomes = store.outcome_counts(run_id)
-                summary = {
-                    "run_id": run_id,
-                    "tier": tier,
-                    "documents": sum(outcomes.values()),
-                    "outcomes": outcomes,
-                    "failed": {k: v for k, v in outcomes.items() if k != "ok"},
-                    "train_documents": n_train,
-                    "heldout_documents": n_heldout,
-                    "feature_version": version_id,
-                    "feature_version_created": created,
-                    "mlflow_run_id": mlflow_run_id,
-                    "classifiers": results,
-                    "stage_seconds": clock.seconds,
-                    "device": device,
-                    "work": work,
-                    "cluster": asdict(cluster),
-                    "workspace": str(workspace),
-                }
-                tracking.log_metrics({f"seconds.{k}": v for k, v in clock.seconds.items()})
-                tracking.log_metrics(
-                    {
-                        "documents": summary["documents"],
-                        "train_documents": n_train,
-                        "heldout_documents": n_heldout,
-                        **{f"work.{k}": v for k, v in work.items()},
-                    }
-                )
-                tracking.log_json(summary, "summary.json")
-            store.finish_run(run_id, "finished", version_id)
-            return summary
-        except BaseException:
-            store.finish_run(run_id, "failed", None)
-            raise
+            with clock.stage("log_models"):
+                tracking.log_artifact(png, "confusion")
+                tracking.log_metrics({f"{name}.{k}": v for k, v in results[name].items()})
+                tracking.log_model(name, model, features.x_train[:5].astype(np.float32))
+        outcomes = store.outcome_counts(state.run_id)
+        summary = {
+            "run_id": state.run_id,
+            "tier": state.tier,
+            "documents": sum(outcomes.values()),
+            "outcomes": outcomes,
+            "failed": {k: v for k, v in outcomes.items() if k != "ok"},
+            "train_documents": n_train,
+            "heldout_documents": n_heldout,
+            "feature_version": version_id,
+            "feature_version_created": created,
+            "mlflow_run_id": mlflow_run_id,
+            "classifiers": results,
+            "stage_seconds": clock.seconds,
+            "device": state.device,
+            "work": state.work,
+            "cluster": state.cluster,
+            "workspace": str(state.workspace),
+        }
+        tracking.log_metrics({f"seconds.{k}": v for k, v in clock.seconds.items()})
+        counts = {"documents": summary["documents"], "train_documents": n_train, "heldout_documents": n_heldout}
+        tracking.log_metrics({**counts, **{f"work.{k}": v for k, v in state.work.items()}})
+        tracking.log_json(summary, "summary.json")
+    return summary
 
 
 def _write_batch(write_entries: Any, root: Path, seed: int, entries: list[Any]) -> list[int]:
     return [write_entries(root, seed, entries)]
 
 
-def _train_device(device: str) -> str:
+def _resolve_device(device: str) -> str:
     from processing.embed import resolve_device
 
     return resolve_device(device)
@@ -234,6 +254,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="embedding/training device")
     parser.add_argument("--ray-address", help="join this Ray cluster ('auto' inside a job); default: start locally")
+    parser.add_argument("--feature-version", help="train and evaluate on this stored version (skips extraction)")
     parser.add_argument("--summary", type=Path, help="also write the run summary as JSON to this path")
     return parser.parse_args(argv)
 
@@ -247,16 +268,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    try:
-        summary = run_pipeline(config, args.tier, args.workspace, args.ray_address)
-    except Exception as exc:  # a known failure gets one clear line; the traceback is for --debug users
-        from processing.embed import ModelNotFoundError
-        from processing.features import WorkspaceLockedError
+    from processing.embed import ModelNotFoundError
+    from processing.features import UnknownVersionError, WorkspaceLockedError
 
-        if isinstance(exc, (WorkspaceLockedError, ModelNotFoundError)):
-            print(f"error: {exc}", file=sys.stderr)
-            return 1
-        raise
+    try:
+        summary = run_pipeline(config, args.tier, args.workspace, args.ray_address, args.feature_version)
+    except (WorkspaceLockedError, ModelNotFoundError, UnknownVersionError) as exc:  # user-fixable: one line
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     from evaluation.report import format_summary, write_summary
 
     print(format_summary(summary))

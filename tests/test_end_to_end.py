@@ -50,12 +50,14 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert set(summary["classifiers"]) == {"logreg", "mlp"}
     for metrics in summary["classifiers"].values():
         assert 0.3 < metrics["macro_f1"] <= 1.0  # 12 classes: chance is ~0.08
-    assert {"ray_start", "corpus", "extract", "embed", "features", "train"} <= set(summary["stage_seconds"])
+    assert {"ray_start", "corpus", "extract", "model_load", "embed", "commit", "load_features", "train"} <= set(
+        summary["stage_seconds"]
+    )
 
     # DuckDB: the documents, their outcomes, and one versioned feature set with lineage.
     with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM run_inputs").fetchone()[0] == 90
-        assert con.execute("SELECT count(*) FROM embeddings").fetchone()[0] == expected["ok"]
+        assert con.execute("SELECT count(*) FROM embeddings_384").fetchone()[0] == expected["ok"]
         version = con.execute(
             "SELECT version_id, source, extractor, embedder, n_train, n_heldout, dim FROM feature_versions"
         ).fetchall()
@@ -79,6 +81,9 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert run.data.tags["feature_version"] == summary["feature_version"]
     assert run.data.metrics["mlp.macro_f1"] == pytest.approx(summary["classifiers"]["mlp"]["macro_f1"])
     assert "seconds.embed" in run.data.metrics
+    (dataset_input,) = run.inputs.dataset_inputs
+    assert dataset_input.dataset.name == summary["feature_version"]
+    assert dataset_input.dataset.digest == summary["feature_version"].removeprefix("fv-")
     confusion = {a.path for a in client.list_artifacts(run.info.run_id, "confusion")}
     assert confusion == {"confusion/confusion_logreg.png", "confusion/confusion_mlp.png"}
     logged = client.search_logged_models(experiment_ids=[run.info.experiment_id])
@@ -101,3 +106,14 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert rerun["feature_version"] == summary["feature_version"] and not rerun["feature_version_created"]
     assert rerun["classifiers"]["logreg"] == pytest.approx(summary["classifiers"]["logreg"], abs=0.5)
     assert rerun["classifiers"]["logreg"]["macro_f1"] == summary["classifiers"]["logreg"]["macro_f1"]
+
+    # Time travel: retrain on the stored version without touching the corpus, Ray or the model.
+    travel_path = tmp_path / "travel.json"
+    travel_args = [*ARGS, "--workspace", str(workspace), "--summary", str(travel_path)]
+    assert main([*travel_args, "--feature-version", summary["feature_version"]]) == 0
+    travel = json.loads(travel_path.read_text())
+    assert travel["feature_version"] == summary["feature_version"]
+    assert "extract" not in travel["stage_seconds"] and "ray_start" not in travel["stage_seconds"]
+    assert travel["classifiers"]["logreg"]["macro_f1"] == summary["classifiers"]["logreg"]["macro_f1"]
+    assert main([*travel_args, "--feature-version", "fv-doesnotexist"]) == 1
+    assert "no feature version 'fv-doesnotexist'" in capsys.readouterr().err

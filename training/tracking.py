@@ -65,6 +65,27 @@ def log_artifact(path: Path, folder: str | None = None) -> None:
     mlflow.log_artifact(str(path), artifact_path=folder)
 
 
+def log_feature_version(version_id: str, x_train: np.ndarray, y_train: np.ndarray, store_path: Path) -> None:
+    """Record the feature version as the run's dataset input, so the UI shows which features trained it.
+
+    The version id is content-addressed, so it doubles as the dataset digest.
+    """
+    import warnings
+
+    import mlflow.data
+
+    with warnings.catch_warnings():  # MLflow warns that a local path "can be interpreted in multiple ways"
+        warnings.simplefilter("ignore", UserWarning)
+        dataset = mlflow.data.from_numpy(
+            x_train,
+            targets=y_train,
+            source=str(Path(store_path).resolve()),
+            name=version_id,
+            digest=version_id.removeprefix("fv-"),
+        )
+    mlflow.log_input(dataset, context="training")
+
+
 def log_json(data: dict[str, Any], name: str) -> None:
     mlflow.log_dict(data, name)
 

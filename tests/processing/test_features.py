@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ingestion.extract import Extraction, FileRecord
-from processing.features import FeatureStore, WorkspaceLockedError, version_id_for
+from processing.features import FeatureStore, UnknownVersionError, WorkspaceLockedError, version_id_for
 
 
 def _records():
@@ -47,6 +47,7 @@ def test_version_is_content_addressed_immutable_and_loads(tmp_path):
         assert missing == ["h1", "h2", "h4"]
         assert dict(store.iter_texts(missing, "ex1", chunk=2))["h2"] == "beta text"
         vectors = np.arange(9, dtype=np.float32).reshape(3, 3)
+        store.register_embedder("emb", "model", {}, 3)
         store.add_embeddings(missing, vectors, "emb")
         assert store.missing_embeddings(missing, "emb") == []
         version, created = store.commit_version(members, "test", "ex1", "emb", {"p": 1})
@@ -60,7 +61,7 @@ def test_version_is_content_addressed_immutable_and_loads(tmp_path):
         assert store.version(version)["n_train"] == 2 and store.version(version)["dim"] == 3
         other, _ = store.commit_version(members[:2], "test", "ex1", "emb", {"p": 1})
         assert store.version(other)["parent_version"] == version
-        with pytest.raises(KeyError, match="processing.features list"):
+        with pytest.raises(UnknownVersionError, match="processing.features list"):
             store.version("fv-nope")
 
 
@@ -81,3 +82,29 @@ def _open_and_report(path: str) -> str:
     except WorkspaceLockedError as exc:
         return str(exc)
     return "opened"
+
+
+def test_waiting_writer_gets_the_store_once_the_holder_leaves(tmp_path):
+    import multiprocessing
+    import time
+
+    path = tmp_path / "f.duckdb"
+    FeatureStore(path).close()
+    ctx = multiprocessing.get_context("spawn")
+    ready = ctx.Event()
+    holder = ctx.Process(target=_hold, args=(str(path), 3.0, ready))
+    holder.start()
+    assert ready.wait(30)
+    start = time.monotonic()
+    with FeatureStore(path, wait_seconds=30) as store:
+        assert store.count("runs") == 0
+    assert time.monotonic() - start > 1.0  # it really waited for the holder
+    holder.join()
+
+
+def _hold(path: str, seconds: float, ready) -> None:
+    import time
+
+    with FeatureStore(path):
+        ready.set()
+        time.sleep(seconds)

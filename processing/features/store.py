@@ -2,7 +2,8 @@
 
 Tables
 - extractions  (content_hash, extractor) -> outcome, message, pages, text stats, text
-- embeddings   (content_hash, embedder)  -> vector
+- embedders    embedder id -> model, parameters, dimension
+- embeddings_<dim>  (content_hash, embedder) -> FLOAT[dim] vector
 - runs, run_inputs  one row per pipeline run, one row per input file of that run (its outcome)
 - feature_versions, feature_members  immutable, content-addressed feature sets with lineage
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,9 +36,8 @@ CREATE TABLE IF NOT EXISTS extractions (
     size_bytes BIGINT, pages INTEGER, chars INTEGER, words INTEGER, seconds DOUBLE, text VARCHAR,
     created_at TIMESTAMPTZ DEFAULT current_timestamp,
     PRIMARY KEY (content_hash, extractor));
-CREATE TABLE IF NOT EXISTS embeddings (
-    content_hash VARCHAR, embedder VARCHAR, vector FLOAT[],
-    PRIMARY KEY (content_hash, embedder));
+CREATE TABLE IF NOT EXISTS embedders (
+    embedder VARCHAR PRIMARY KEY, model VARCHAR, params JSON, dim INTEGER, created_at TIMESTAMPTZ);
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, source VARCHAR, config JSON, started_at TIMESTAMPTZ,
     finished_at TIMESTAMPTZ, status VARCHAR, feature_version VARCHAR);
@@ -51,9 +52,15 @@ CREATE TABLE IF NOT EXISTS feature_members (
     version_id VARCHAR, content_hash VARCHAR, label VARCHAR, split VARCHAR,
     PRIMARY KEY (version_id, split, content_hash));
 """
+# Vectors live in one table per dimension, `embeddings_<dim>`, as fixed-size FLOAT[dim] arrays: they
+# load into numpy as one contiguous buffer, and a model with another width gets its own table.
 
 
 class WorkspaceLockedError(RuntimeError):
+    pass
+
+
+class UnknownVersionError(LookupError):
     pass
 
 
@@ -74,19 +81,34 @@ class Features:
 
 
 class FeatureStore:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, wait_seconds: float = 0.0, read_only: bool = False) -> None:
+        """Open (or create) the store. DuckDB allows one writing process per file: if another holds it,
+        wait up to `wait_seconds`, then fail with a message naming the holder."""
         self.path = Path(path)
+        if read_only and not self.path.exists():
+            raise FileNotFoundError(f"no feature store at {self.path}; run python -m processing.run first")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(str(self.path))
-        except duckdb.IOException as exc:
-            holder = re.search(r"PID (\d+)", str(exc))
-            who = f"PID {holder.group(1)}" if holder else "another process"
-            raise WorkspaceLockedError(
-                f"{self.path} is locked by {who} (another docscale run?); wait for it to finish "
-                "or pass another --workspace"
-            ) from exc
-        self.con.execute(SCHEMA)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                self.con = duckdb.connect(str(self.path), read_only=read_only)
+                break
+            except duckdb.IOException as exc:
+                if "lock" not in str(exc).lower():
+                    raise
+                if time.monotonic() < deadline:
+                    time.sleep(0.5)
+                    continue
+                holder = re.search(r"PID (\d+)", str(exc))
+                who = f"PID {holder.group(1)}" if holder else "another process"
+                raise WorkspaceLockedError(
+                    f"{self.path} is locked by {who} (another docscale run?); wait for it to finish, "
+                    "pass --set store.lock_wait_seconds=600 to queue behind it, or use another --workspace"
+                ) from exc
+        if not read_only:
+            self.con.execute(SCHEMA)
+            # We hold the only write lock, so a run still marked running died without finishing.
+            self.con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
 
     def close(self) -> None:
         self.con.close()
@@ -203,11 +225,30 @@ class FeatureStore:
         return [Member(*r) for r in rows]
 
     # -- embedding cache --------------------------------------------------------------------------
+    def register_embedder(self, embedder: str, model: str, params: dict[str, Any], dim: int) -> None:
+        """Record what an embedder id means, and make sure its vector table exists."""
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS embeddings_{int(dim)} ("
+            f"content_hash VARCHAR, embedder VARCHAR, vector FLOAT[{int(dim)}], "
+            "PRIMARY KEY (content_hash, embedder))"
+        )
+        self.con.execute(
+            "INSERT INTO embedders VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            [embedder, model, json.dumps(params, sort_keys=True), int(dim), _now()],
+        )
+
+    def embedder_dim(self, embedder: str) -> int | None:
+        row = self._one("SELECT dim FROM embedders WHERE embedder = ?", [embedder])
+        return row[0] if row else None
+
     def missing_embeddings(self, hashes: Iterable[str], embedder: str) -> list[str]:
-        wanted = pa.table({"content_hash": sorted(set(hashes))})
-        self.con.register("wanted", wanted)
+        wanted = sorted(set(hashes))
+        dim = self.embedder_dim(embedder)
+        if dim is None:
+            return wanted
+        self.con.register("wanted", pa.table({"content_hash": wanted}))
         rows = self.con.execute(
-            """SELECT w.content_hash FROM wanted w ANTI JOIN embeddings e
+            f"""SELECT w.content_hash FROM wanted w ANTI JOIN embeddings_{dim} e
                ON e.content_hash = w.content_hash AND e.embedder = ? ORDER BY w.content_hash""",
             [embedder],
         ).fetchall()
@@ -226,18 +267,20 @@ class FeatureStore:
             yield from rows
 
     def add_embeddings(self, hashes: Sequence[str], vectors: np.ndarray, embedder: str) -> None:
+        dim = self.embedder_dim(embedder)
+        if dim != vectors.shape[1]:
+            raise ValueError(f"embedder {embedder} is registered with dim {dim}, got vectors of {vectors.shape[1]}")
         flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
-        offsets = pa.array(np.arange(0, flat.__len__() + 1, vectors.shape[1], dtype=np.int32))
         table = pa.table(
             {
                 "content_hash": list(hashes),
                 "embedder": [embedder] * len(hashes),
-                "vector": pa.ListArray.from_arrays(offsets, flat),
+                "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
             }
         )
         with self._transaction():
             self.con.register("new_embeddings", table)
-            self.con.execute("INSERT INTO embeddings SELECT * FROM new_embeddings ON CONFLICT DO NOTHING")
+            self.con.execute(f"INSERT INTO embeddings_{dim} SELECT * FROM new_embeddings ON CONFLICT DO NOTHING")
             self.con.unregister("new_embeddings")
 
     # -- feature versions -------------------------------------------------------------------------
@@ -252,7 +295,7 @@ class FeatureStore:
             "SELECT version_id FROM feature_versions WHERE embedder = ? ORDER BY created_at DESC LIMIT 1",
             [embedder],
         )
-        dim = self._one("SELECT len(vector) FROM embeddings WHERE embedder = ? LIMIT 1", [embedder])
+        dim = self.embedder_dim(embedder)
         n_train = sum(m.split == "train" for m in members)
         table = pa.table(
             {
@@ -276,7 +319,7 @@ class FeatureStore:
                     n_train,
                     len(members) - n_train,
                     len({m.label for m in members}),
-                    dim[0] if dim else None,
+                    dim,
                 ],
             )
             self.con.register("new_members", table)
@@ -287,8 +330,8 @@ class FeatureStore:
     def load_features(self, version_id: str) -> Features:
         info = self.version(version_id)
         table = self.con.sql(
-            """SELECT m.split, m.label, e.vector FROM feature_members m
-               JOIN embeddings e ON e.content_hash = m.content_hash AND e.embedder = $embedder
+            f"""SELECT m.split, m.label, e.vector FROM feature_members m
+               JOIN embeddings_{int(info["dim"])} e ON e.content_hash = m.content_hash AND e.embedder = $embedder
                WHERE m.version_id = $version ORDER BY m.split, m.content_hash""",
             params={"embedder": info["embedder"], "version": version_id},
         ).to_arrow_table()
@@ -306,7 +349,9 @@ class FeatureStore:
         cur = self.con.execute("SELECT * FROM feature_versions WHERE version_id = ?", [version_id])
         rows = cur.fetchall()
         if not rows:
-            raise KeyError(f"no feature version {version_id!r}; list them with python -m processing.features list")
+            raise UnknownVersionError(
+                f"no feature version {version_id!r}; list them with python -m processing.features list"
+            )
         return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
 
     def versions(self) -> list[dict[str, Any]]:
@@ -314,8 +359,46 @@ class FeatureStore:
         names = [d[0] for d in cur.description]
         return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
 
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """What changed from version a to version b: members added, removed, relabelled; params."""
+        va, vb = self.version(a), self.version(b)
+        rows = self.con.execute(
+            """SELECT
+                 count(*) FILTER (WHERE x.content_hash IS NULL),
+                 count(*) FILTER (WHERE y.content_hash IS NULL),
+                 count(*) FILTER (WHERE x.content_hash IS NOT NULL AND y.content_hash IS NOT NULL
+                                  AND x.label <> y.label)
+               FROM (SELECT * FROM feature_members WHERE version_id = ?) x
+               FULL OUTER JOIN (SELECT * FROM feature_members WHERE version_id = ?) y
+                 ON x.content_hash = y.content_hash AND x.split = y.split""",
+            [a, b],
+        ).fetchall()[0]
+        changed = {k: (va[k], vb[k]) for k in ("source", "extractor", "embedder", "params", "dim") if va[k] != vb[k]}
+        return {"a": a, "b": b, "added": rows[0], "removed": rows[1], "relabelled": rows[2], "changed": changed}
+
+    def export(self, version_id: str, folder: Path) -> list[Path]:
+        """Write a version's members and vectors as Parquet (one file per split) plus its lineage as JSON."""
+        info = self.version(version_id)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for split in ("train", "heldout"):
+            target = folder / f"{split}.parquet"
+            self.con.execute(
+                f"""COPY (SELECT m.content_hash, m.label, e.vector FROM feature_members m
+                    JOIN embeddings_{int(info["dim"])} e ON e.content_hash = m.content_hash AND e.embedder = ?
+                    WHERE m.version_id = ? AND m.split = ? ORDER BY m.content_hash)
+                    TO '{_sql_path(target)}' (FORMAT parquet)""",
+                [info["embedder"], version_id, split],
+            )
+            written.append(target)
+        lineage = folder / "version.json"
+        lineage.write_text(json.dumps(info, indent=2, default=str))
+        return [*written, lineage]
+
     def count(self, table: str) -> int:
-        if table not in {"extractions", "embeddings", "runs", "run_inputs", "feature_versions", "feature_members"}:
+        known = {"extractions", "embedders", "runs", "run_inputs", "feature_versions", "feature_members"}
+        if table not in known and not re.fullmatch(r"embeddings_\d+", table):
             raise ValueError(table)
         return self._one(f"SELECT count(*) FROM {table}")[0]
 
@@ -345,6 +428,10 @@ def version_id_for(members: Sequence[Member], extractor: str, embedder: str, par
     for m in sorted(members, key=lambda m: (m.split, m.content_hash)):
         digest.update(f"{m.split}\t{m.content_hash}\t{m.label}\n".encode())
     return "fv-" + digest.hexdigest()[:16]
+
+
+def _sql_path(path: Path) -> str:
+    return str(Path(path).resolve()).replace("'", "''")
 
 
 def _now() -> datetime:

@@ -1,0 +1,58 @@
+"""Browse and export feature versions (time travel for training and other tools).
+
+    python -m processing.features list                    # every version with its lineage
+    python -m processing.features show fv-1234abcd        # one version in full
+    python -m processing.features diff fv-aaaa fv-bbbb    # members added / removed / relabelled
+    python -m processing.features export fv-1234abcd out/ # Parquet (train, heldout) + version.json
+
+Add --workspace DIR when the workspace is not ./workspace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from processing.features.store import FeatureStore, UnknownVersionError, WorkspaceLockedError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m processing.features", description=__doc__.split("\n")[0])
+    parser.add_argument("--workspace", type=Path, default=Path("workspace"))
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list")
+    sub.add_parser("show").add_argument("version")
+    diff = sub.add_parser("diff")
+    diff.add_argument("a")
+    diff.add_argument("b")
+    export = sub.add_parser("export")
+    export.add_argument("version")
+    export.add_argument("folder", type=Path)
+    args = parser.parse_args(argv)
+    try:
+        with FeatureStore(args.workspace / "features.duckdb", read_only=True) as store:
+            if args.command == "list":
+                print(f"{'version':<20} {'created':<20} {'source':<12} {'train':>7} {'held-out':>8} {'parent':<20}")
+                for v in store.versions():
+                    created = v["created_at"].strftime("%Y-%m-%d %H:%M:%S")
+                    print(
+                        f"{v['version_id']:<20} {created:<20} {v['source']:<12} {v['n_train']:>7} "
+                        f"{v['n_heldout']:>8} {v['parent_version'] or '-':<20}"
+                    )
+            elif args.command == "show":
+                print(json.dumps(store.version(args.version), indent=2, default=str))
+            elif args.command == "diff":
+                print(json.dumps(store.diff(args.a, args.b), indent=2, default=str))
+            else:
+                for path in store.export(args.version, args.folder):
+                    print(path)
+    except (UnknownVersionError, FileNotFoundError, WorkspaceLockedError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

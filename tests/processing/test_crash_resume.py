@@ -1,0 +1,74 @@
+"""A run killed mid-way leaves a consistent workspace, and the next run finishes the job without doubles."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import duckdb
+import pytest
+
+from processing.run import main
+
+pytestmark = pytest.mark.ray
+
+ARGS = [
+    "--tier",
+    "50",
+    "--set",
+    "corpus.heldout_size=150",
+    "--set",
+    "corpus.bad_file_rate=0.1",
+    "--set",
+    "train.classifiers=logreg",
+    "--set",
+    "embed.texts_per_call=16",
+    "--device",
+    "cpu",
+]
+
+
+def test_kill_during_embedding_then_rerun_completes_without_duplicates(tmp_path, ray_session):
+    workspace = tmp_path / "ws"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "processing.run", *ARGS, "--workspace", str(workspace)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "DOCSCALE_PROGRESS_SECONDS": "0"},  # a progress line per committed batch
+    )
+    try:
+        for line in child.stderr:
+            # "embed: 32/195" is printed after the first batch of 16 was committed, before the second is.
+            match = re.match(r"\[docscale\] embed: (\d+)/", line)
+            if match and int(match.group(1)) >= 32:
+                break
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # the driver and the Ray it started, like a power cut
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
+        extracted_before = con.execute("SELECT count(*) FROM extractions").fetchone()[0]
+        assert con.execute("SELECT count(*) FROM feature_versions").fetchone()[0] == 0
+
+    summary_path = tmp_path / "summary.json"
+    assert main([*ARGS, "--workspace", str(workspace), "--summary", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    ok = summary["outcomes"]["ok"]
+    assert summary["work"]["extracted"] == 200 - extracted_before
+    assert extracted_before == 200  # extraction had finished before the kill
+    assert 16 <= ok - summary["work"]["embedded"] < ok  # the killed run's committed embeddings were kept
+
+    with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT content_hash) FROM extractions").fetchone() == (200, 200)
+        assert con.execute("SELECT count(*), count(DISTINCT content_hash) FROM embeddings_384").fetchone() == (ok, ok)
+        statuses = sorted(r[0] for r in con.execute("SELECT status FROM runs").fetchall())
+        assert statuses == ["finished", "interrupted"]
+        assert con.execute("SELECT count(*) FROM feature_versions").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM run_inputs WHERE run_id = ?", [summary["run_id"]]).fetchone()[0] == 200
