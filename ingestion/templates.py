@@ -144,6 +144,25 @@ CLASSES: dict[str, dict[str, list[str]]] = {
 
 LABELS: tuple[str, ...] = tuple(sorted(CLASSES))
 
+# Each class's confusable neighbour: documents borrow its sentences and sometimes its title, so telling
+# the pair apart takes more examples than telling unrelated classes apart.
+SIBLINGS: dict[str, str] = {
+    "invoice": "purchase_order",
+    "purchase_order": "invoice",
+    "bank_statement": "fraud_alert",
+    "fraud_alert": "bank_statement",
+    "loan_application": "bank_statement",
+    "discharge_summary": "lab_report",
+    "lab_report": "discharge_summary",
+    "prescription": "discharge_summary",
+    "insurance_claim": "invoice",
+    "shipping_notice": "purchase_order",
+    "contract": "nda",
+    "nda": "contract",
+}
+
+GENERIC_TITLES = ["Document", "Notice", "Form", "Record", "Correspondence", "Summary", "Reference Copy"]
+
 BOILERPLATE = [
     "This document is confidential and intended only for the named recipient.",
     "Please retain this document for your records.",

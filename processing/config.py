@@ -29,7 +29,8 @@ class CorpusConfig:
     seed: int = 1234
     train_size: int = 50
     heldout_size: int = 500
-    bad_file_rate: float = 0.02
+    bad_file_rate: float = 0.01
+    label_noise: float = 0.02
 
 
 @dataclass
@@ -185,8 +186,10 @@ def _validate(config: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0; got {value}")
-    if not 0.0 <= config.corpus.bad_file_rate < 1.0:
-        raise ConfigError(f"corpus.bad_file_rate must be in [0, 1); got {config.corpus.bad_file_rate}")
+    for key in ("bad_file_rate", "label_noise"):
+        value = getattr(config.corpus, key)
+        if not 0.0 <= value < 1.0:
+            raise ConfigError(f"corpus.{key} must be in [0, 1); got {value}")
     if config.store.lock_wait_seconds < 0:
         raise ConfigError(f"store.lock_wait_seconds must be >= 0; got {config.store.lock_wait_seconds}")
     if config.ray.num_cpus < 0:

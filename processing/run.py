@@ -96,7 +96,7 @@ def build_features(config: Config, store: Any, state: RunState, ray_address: str
     with clock.stage("corpus"):
         c = config.corpus
         root = corpus_dir(state.workspace, c.seed)
-        entries = manifest(c.seed, c.train_size, c.heldout_size, c.bad_file_rate)
+        entries = manifest(c.seed, c.train_size, c.heldout_size, c.bad_file_rate, c.label_noise)
         missing = [e for e in entries if not (root / e.relpath).exists()]
         generate = partial(_write_batch, write_entries, root, c.seed)
         for counts in engine.map_batches(generate, missing, batch_size=32, desc="generate", total=len(missing)):
@@ -142,7 +142,12 @@ def build_features(config: Config, store: Any, state: RunState, ray_address: str
 
     # 4. An immutable, content-addressed feature version.
     with clock.stage("commit"):
-        params = {"max_chars": config.embed.max_chars, "seed": c.seed, "bad_file_rate": c.bad_file_rate}
+        params = {
+            "max_chars": config.embed.max_chars,
+            "seed": c.seed,
+            "bad_file_rate": c.bad_file_rate,
+            "label_noise": c.label_noise,
+        }
         version_id, created = store.commit_version(members, f"tier:{state.tier}", EXTRACTOR_VERSION, embedder, params)
     _log(f"features: {version_id} ({'new' if created else 'reused'})")
     return version_id, created

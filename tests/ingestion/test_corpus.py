@@ -50,3 +50,32 @@ def test_write_entries_writes_once(tmp_path):
     assert write_entries(tmp_path, 3, entries) == 7
     assert write_entries(tmp_path, 3, entries) == 0
     assert not list(tmp_path.rglob("*.tmp*"))
+
+
+def test_label_noise_flips_only_training_labels_at_about_the_configured_rate():
+    entries = manifest(99, 3000, 300, bad_file_rate=0.0, label_noise=0.05)
+    flipped = [e for e in entries if e.true_label is not None]
+    assert all(e.split == "train" and e.label != e.true_label for e in flipped)
+    assert 0.03 < len(flipped) / 3000 < 0.07
+
+
+def test_documents_vary_in_layout_pages_and_ocr_noise():
+    import random
+
+    from ingestion.compose import LAYOUTS, compose
+
+    plans = [compose(random.Random(i), LABELS[i % len(LABELS)]) for i in range(400)]
+    assert {p.layout for p in plans} == set(LAYOUTS)
+    assert min(len(p.pages) for p in plans) == 1 and 8 <= max(len(p.pages) for p in plans) <= 12
+    assert 0.04 < sum(p.ocr_noise > 0 for p in plans) / len(plans) < 0.2
+    assert len({p.font for p in plans}) == 3
+
+
+def test_confusable_pairs_share_vocabulary():
+    import random
+
+    from ingestion.compose import compose
+
+    # Contract documents borrow NDA sentences often enough that the pair is genuinely confusable.
+    texts = [compose(random.Random(i), "contract").text() for i in range(60)]
+    assert sum("confidential information" in t for t in texts) > 10
