@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,7 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"docscale run {summary['run_id']}  tier={summary['tier']}  device={summary['device']}",
         f"documents {summary['documents']}  usable train/held-out {summary['train_documents']}/"
         f"{summary['heldout_documents']}  failed {sum(summary['failed'].values())} {dict(summary['failed'])}",
-        f"work done: generated {summary['work']['generated']}, extracted {summary['work']['extracted']}, "
-        f"embedded {summary['work']['embedded']}",
+        "work done: " + ", ".join(f"{k} {v}" for k, v in summary["work"].items()),
         f"feature version {summary['feature_version']}"
         f" ({'new' if summary['feature_version_created'] else 'reused'})   mlflow run {summary['mlflow_run_id']}",
         "",
@@ -26,6 +26,19 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{stage:<12} {seconds:>8.1f}")
     lines.append(f"{'total':<12} {sum(summary['stage_seconds'].values()):>8.1f}")
     return "\n".join(lines)
+
+
+def write_predictions(path: Path, paths: list[str], model: Any, vectors: Any) -> None:
+    """One row per document: path, predicted label, its probability, then every class's probability."""
+    probabilities = model.predict_proba(vectors)
+    classes = [str(c) for c in model.classes_]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "predicted", "probability", *(f"p_{c}" for c in classes)])
+        for doc, row in zip(paths, probabilities, strict=True):
+            best = int(row.argmax())
+            writer.writerow([doc, classes[best], f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)])
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> None:

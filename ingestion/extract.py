@@ -11,10 +11,11 @@ import io
 import logging
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pypdf
 from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+from ingestion.sources import read_bytes
 
 # Bump the suffix when this module's behaviour changes: cached extractions are keyed by it.
 EXTRACTOR_VERSION = f"pypdf-{pypdf.__version__}/1"
@@ -98,8 +99,8 @@ def read_and_extract(path: str, skip_hashes: frozenset[str] = frozenset(), **lim
     A file that cannot be read (vanished, permissions) still gets a record.
     """
     try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
+        data = read_bytes(path)
+    except OSError as exc:  # vanished, permissions, network: pyarrow's errors are OSErrors too
         return FileRecord(path, "", 0, Extraction("unreadable", message=_one_line(exc)))
     digest = content_hash(data)
     if digest in skip_hashes:

@@ -31,6 +31,7 @@ class CorpusConfig:
     heldout_size: int = 500
     bad_file_rate: float = 0.01
     label_noise: float = 0.02
+    heldout_fraction: float = 0.2  # --input folders: share of labelled files held out (stable, by path hash)
 
 
 @dataclass
@@ -186,7 +187,7 @@ def _validate(config: Config) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key} must be > 0; got {value}")
-    for key in ("bad_file_rate", "label_noise"):
+    for key in ("bad_file_rate", "label_noise", "heldout_fraction"):
         value = getattr(config.corpus, key)
         if not 0.0 <= value < 1.0:
             raise ConfigError(f"corpus.{key} must be in [0, 1); got {value}")

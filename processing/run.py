@@ -4,6 +4,8 @@
     python -m processing.run --tier 1k --summary out/1k.json    # also write the summary as JSON
     python -m processing.run --tier 50 --set embed.batch_size=32 --set train.classifiers=logreg
     python -m processing.run --tier 50 --feature-version fv-1234abcd   # retrain on an earlier feature version
+    python -m processing.run --input ~/pdfs                    # your own PDFs: ~/pdfs/<label>/*.pdf
+    python -m processing.run --input s3://bucket/docs --labels s3://bucket/labels.csv
     python -m processing.run --tier 15k --device cuda --ray-address auto   # on a Ray cluster with a GPU
 
 Reruns reuse everything already done in the workspace (generated PDFs, extractions, embeddings).
@@ -51,23 +53,33 @@ class RunState:
     workspace: Path
     clock: Stopwatch = field(default_factory=Stopwatch)
     work: dict[str, int] = field(default_factory=lambda: {"generated": 0, "extracted": 0, "embedded": 0})
+    source: str = ""
     device: str = "cpu"
     cluster: dict[str, Any] = field(default_factory=dict)
+    embedder: str = ""
 
 
 def run_pipeline(
-    config: Config, tier: str, workspace: Path, ray_address: str | None = None, feature_version: str | None = None
+    config: Config,
+    tier: str,
+    workspace: Path,
+    ray_address: str | None = None,
+    feature_version: str | None = None,
+    input_dir: str | None = None,
+    labels_csv: str | None = None,
 ) -> dict[str, Any]:
+    """The whole chain for a tier of the generated corpus, or for the user's folder when input_dir is given."""
     from processing.features import FeatureStore
 
     workspace = Path(workspace).resolve()
     workspace.mkdir(parents=True, exist_ok=True)
-    state = RunState(time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6], tier, workspace)
+    run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    state = RunState(run_id, tier, workspace, source=f"input:{input_dir}" if input_dir else f"tier:{tier}")
     with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
-        store.begin_run(state.run_id, f"tier:{tier}", config.to_dict())
+        store.begin_run(state.run_id, state.source, config.to_dict())
         try:
             if feature_version is None:
-                version_id, created = build_features(config, store, state, ray_address)
+                version_id, created = build_features(config, store, state, ray_address, input_dir, labels_csv)
             else:
                 version_id, created = store.version(feature_version)["version_id"], False
                 state.device = _resolve_device(config.embed.device)
@@ -79,9 +91,15 @@ def run_pipeline(
     return summary
 
 
-def build_features(config: Config, store: Any, state: RunState, ray_address: str | None) -> tuple[str, bool]:
-    """Corpus -> extraction -> embeddings -> an immutable feature version. Returns (version id, created)."""
-    from ingestion.corpus import corpus_dir, manifest, write_entries
+def build_features(
+    config: Config,
+    store: Any,
+    state: RunState,
+    ray_address: str | None,
+    input_dir: str | None = None,
+    labels_csv: str | None = None,
+) -> tuple[str, bool]:
+    """Inputs -> extraction -> embeddings -> an immutable feature version. Returns (version id, created)."""
     from ingestion.extract import EXTRACTOR_VERSION, extract_files
     from processing import engine
     from processing.embed import embedder_id
@@ -92,18 +110,16 @@ def build_features(config: Config, store: Any, state: RunState, ray_address: str
         state.cluster = asdict(cluster)
     _log(f"Ray: {cluster.nodes} node(s), {cluster.cpus} CPU, {cluster.gpus} GPU ({cluster.address})")
 
-    # 1. Corpus: render only the files this workspace does not have yet.
+    # 1. Inputs: the user's folder, or the generated corpus (rendering only what the workspace lacks).
     with clock.stage("corpus"):
-        c = config.corpus
-        root = corpus_dir(state.workspace, c.seed)
-        entries = manifest(c.seed, c.train_size, c.heldout_size, c.bad_file_rate, c.label_noise)
-        missing = [e for e in entries if not (root / e.relpath).exists()]
-        generate = partial(_write_batch, write_entries, root, c.seed)
-        for counts in engine.map_batches(generate, missing, batch_size=32, desc="generate", total=len(missing)):
-            work["generated"] += sum(counts)
-        labels = {str(root / e.relpath): (e.label, e.split) for e in entries}
-    _log(f"corpus: {len(entries)} files ({work['generated']} generated) in {root}")
+        if input_dir:
+            from ingestion.sources import list_input
 
+            inputs = list_input(input_dir, labels_csv, config.corpus.heldout_fraction)
+            labels = {f.uri: (f.label, f.split) for f in inputs}
+            _log(f"input: {len(labels)} files in {input_dir}, {sum(f.split == 'predict' for f in inputs)} unlabelled")
+        else:
+            labels = generate_corpus(config, state, engine)
     # 2. Extraction on Ray; cached by content hash, committed batch by batch.
     with clock.stage("extract"):
         limits = {
@@ -118,12 +134,15 @@ def build_features(config: Config, store: Any, state: RunState, ray_address: str
         for records in batches:
             store.record_files(state.run_id, EXTRACTOR_VERSION, records, labels)
             work["extracted"] += sum(r.extraction is not None for r in records)
+        work["duplicates"] = store.mark_duplicates(state.run_id)
     _log(f"extract: {work['extracted']} extracted, outcomes {store.outcome_counts(state.run_id)}")
 
-    # 3. Embedding on a Ray actor pool; cached by (content hash, embedder).
+    # 3. Embedding on a Ray actor pool; cached by (content hash, embedder). Unlabelled documents too:
+    #    they get predictions at the end.
     members = store.members(state.run_id)
-    embedder = embedder_id(config.embed.model, config.embed.max_chars)
-    todo = store.missing_embeddings([m.content_hash for m in members], embedder)
+    embedder = state.embedder = embedder_id(config.embed.model, config.embed.max_chars)
+    wanted = [m.content_hash for m in members] + [h for _, h in store.unlabelled(state.run_id)]
+    todo = store.missing_embeddings(wanted, embedder)
     state.device = _resolve_device(config.embed.device)
     if todo:
         with clock.stage("model_load"):
@@ -138,19 +157,32 @@ def build_features(config: Config, store: Any, state: RunState, ray_address: str
                 store.add_embeddings(keys, vectors, embedder)
                 work["embedded"] += len(keys)
             pool.close()
-    _log(f"embed: {work['embedded']} embedded on {state.device} ({len(members) - len(todo)} cached)")
+    _log(f"embed: {work['embedded']} embedded on {state.device} ({len(set(wanted)) - len(todo)} cached)")
 
     # 4. An immutable, content-addressed feature version.
     with clock.stage("commit"):
-        params = {
-            "max_chars": config.embed.max_chars,
-            "seed": c.seed,
-            "bad_file_rate": c.bad_file_rate,
-            "label_noise": c.label_noise,
-        }
-        version_id, created = store.commit_version(members, f"tier:{state.tier}", EXTRACTOR_VERSION, embedder, params)
+        c = config.corpus
+        params = {"max_chars": config.embed.max_chars}
+        if not input_dir:  # what made the generated corpus is part of the features' identity
+            params |= {"seed": c.seed, "bad_file_rate": c.bad_file_rate, "label_noise": c.label_noise}
+        version_id, created = store.commit_version(members, state.source, EXTRACTOR_VERSION, embedder, params)
     _log(f"features: {version_id} ({'new' if created else 'reused'})")
     return version_id, created
+
+
+def generate_corpus(config: Config, state: RunState, engine: Any) -> dict[str, tuple[str | None, str]]:
+    """Render the tier's missing PDFs on Ray; returns path -> (label, split) for every file of the tier."""
+    from ingestion.corpus import corpus_dir, manifest, write_entries
+
+    c = config.corpus
+    root = corpus_dir(state.workspace, c.seed)
+    entries = manifest(c.seed, c.train_size, c.heldout_size, c.bad_file_rate, c.label_noise)
+    missing = [e for e in entries if not (root / e.relpath).exists()]
+    generate = partial(_write_batch, write_entries, root, c.seed)
+    for counts in engine.map_batches(generate, missing, batch_size=64, desc="generate", total=len(missing)):
+        state.work["generated"] += sum(counts)
+    _log(f"corpus: {len(entries)} files ({state.work['generated']} generated) in {root}")
+    return {str(root / e.relpath): (e.label, e.split) for e in entries}
 
 
 def train_and_report(config: Config, store: Any, state: RunState, version_id: str, created: bool) -> dict[str, Any]:
@@ -158,6 +190,7 @@ def train_and_report(config: Config, store: Any, state: RunState, version_id: st
     import numpy as np
 
     from evaluation.metrics import plot_confusion, score
+    from evaluation.report import write_predictions
     from training import tracking
     from training.classifiers import TrainParams, train_classifier
 
@@ -178,6 +211,7 @@ def train_and_report(config: Config, store: Any, state: RunState, version_id: st
         device=_resolve_device(config.embed.device),
     )
     results: dict[str, dict[str, float]] = {}
+    models: dict[str, Any] = {}
     tags = {"tier": state.tier, "feature_version": version_id, "device": state.device, "docscale_run": state.run_id}
     with tracking.pipeline_run(f"tier-{state.tier}", config.flat(), tags) as mlflow_run_id:
         tracking.log_feature_version(version_id, features.x_train, features.y_train, store.path)
@@ -199,6 +233,16 @@ def train_and_report(config: Config, store: Any, state: RunState, version_id: st
                 tracking.log_artifact(png, "confusion")
                 tracking.log_metrics({f"{name}.{k}": v for k, v in results[name].items()})
                 tracking.log_model(name, model, features.x_train[:5].astype(np.float32))
+            models[name] = model
+        predictions = None
+        unlabelled = store.unlabelled(state.run_id) if state.embedder else []
+        if unlabelled:  # documents without a label get the best classifier's prediction
+            with clock.stage("predict"):
+                best = max(results, key=lambda n: results[n]["macro_f1"])
+                vectors = store.load_vectors([h for _, h in unlabelled], state.embedder)
+                predictions = state.workspace / "reports" / state.run_id / "predictions.csv"
+                write_predictions(predictions, [p for p, _ in unlabelled], models[best], vectors)
+                tracking.log_artifact(predictions)
         outcomes = store.outcome_counts(state.run_id)
         summary = {
             "run_id": state.run_id,
@@ -217,6 +261,8 @@ def train_and_report(config: Config, store: Any, state: RunState, version_id: st
             "work": state.work,
             "cluster": state.cluster,
             "workspace": str(state.workspace),
+            "source": state.source,
+            "predictions": str(predictions) if predictions else None,
         }
         tracking.log_metrics({f"seconds.{k}": v for k, v in clock.seconds.items()})
         counts = {"documents": summary["documents"], "train_documents": n_train, "heldout_documents": n_heldout}
@@ -260,6 +306,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="embedding/training device")
     parser.add_argument("--ray-address", help="join this Ray cluster ('auto' inside a job); default: start locally")
     parser.add_argument("--feature-version", help="train and evaluate on this stored version (skips extraction)")
+    parser.add_argument("--input", help="your own folder of PDFs (local or s3://...); labels = sub-folder names")
+    parser.add_argument("--labels", help="with --input: a CSV of path,label rows instead of sub-folder names")
     parser.add_argument("--summary", type=Path, help="also write the run summary as JSON to this path")
     return parser.parse_args(argv)
 
@@ -273,11 +321,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.labels and not args.input:
+        print("error: --labels needs --input DIR", file=sys.stderr)
+        return 2
+    from ingestion.sources import InputError
     from processing.embed import ModelNotFoundError
     from processing.features import UnknownVersionError, WorkspaceLockedError
 
     try:
-        summary = run_pipeline(config, args.tier, args.workspace, args.ray_address, args.feature_version)
+        summary = run_pipeline(
+            config, args.tier, args.workspace, args.ray_address, args.feature_version, args.input, args.labels
+        )
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (WorkspaceLockedError, ModelNotFoundError, UnknownVersionError) as exc:  # user-fixable: one line
         print(f"error: {exc}", file=sys.stderr)
         return 1

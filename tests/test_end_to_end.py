@@ -45,7 +45,7 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert summary["failed"], "the 20% bad-file rate should produce failures"
     assert summary["heldout_documents"] == 40
     assert summary["train_documents"] == expected["ok"] - 40
-    assert summary["work"] == {"generated": 90, "extracted": 90, "embedded": expected["ok"]}
+    assert summary["work"] == {"generated": 90, "extracted": 90, "duplicates": 0, "embedded": expected["ok"]}
     assert summary["device"] == "cpu" and summary["tier"] == "50"
     assert set(summary["classifiers"]) == {"logreg", "mlp"}
     for metrics in summary["classifiers"].values():
@@ -102,7 +102,7 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     rerun_path = tmp_path / "rerun.json"
     assert main([*ARGS, "--workspace", str(workspace), "--summary", str(rerun_path)]) == 0
     rerun = json.loads(rerun_path.read_text())
-    assert rerun["work"] == {"generated": 0, "extracted": 0, "embedded": 0}
+    assert rerun["work"] == {"generated": 0, "extracted": 0, "duplicates": 0, "embedded": 0}
     assert rerun["feature_version"] == summary["feature_version"] and not rerun["feature_version_created"]
     assert rerun["classifiers"]["logreg"] == pytest.approx(summary["classifiers"]["logreg"], abs=0.5)
     assert rerun["classifiers"]["logreg"]["macro_f1"] == summary["classifiers"]["logreg"]["macro_f1"]
@@ -117,3 +117,34 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert travel["classifiers"]["logreg"]["macro_f1"] == summary["classifiers"]["logreg"]["macro_f1"]
     assert main([*travel_args, "--feature-version", "fv-doesnotexist"]) == 1
     assert "no feature version 'fv-doesnotexist'" in capsys.readouterr().err
+
+
+def test_users_own_folder_end_to_end(tmp_path, ray_session):
+    from tests.ingestion.test_sources import make_folder
+
+    root = make_folder(tmp_path / "in", per_label=6)
+    summary_path = tmp_path / "summary.json"
+    args = [
+        "--input",
+        str(root),
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--summary",
+        str(summary_path),
+        "--set",
+        "train.classifiers=logreg",
+        "--device",
+        "cpu",
+    ]
+    assert main(args) == 0
+    summary = json.loads(summary_path.read_text())
+    # 18 labelled PDFs + 1 loose PDF + 1 text file + 1 duplicate: each file one outcome.
+    assert summary["documents"] == 21
+    assert summary["outcomes"] == {"ok": 19, "not_pdf": 1, "duplicate": 1}
+    assert summary["train_documents"] + summary["heldout_documents"] == 18
+    assert summary["source"] == f"input:{root}"
+    predictions = (tmp_path / "ws" / "reports" / summary["run_id"] / "predictions.csv").read_text().splitlines()
+    assert predictions[0].startswith("path,predicted,probability,p_invoice")
+    assert len(predictions) == 2 and predictions[1].startswith(str(root / "loose.pdf"))
+
+    assert main([*args[:2], "--labels", str(tmp_path / "absent.csv"), *args[2:]]) == 2

@@ -190,6 +190,32 @@ class FeatureStore:
             self.con.unregister("new_extractions")
             self.con.unregister("new_inputs")
 
+    def mark_duplicates(self, run_id: str) -> int:
+        """The same bytes under several paths are one document: every path after the first (held-out
+        copies first, then training, then unlabelled; then by path) gets the outcome `duplicate`.
+        Empty files are all "the same bytes" too, but reporting them as duplicates would hide what they
+        are, so they keep their own outcome."""
+        before = self.outcome_counts(run_id).get("duplicate", 0)
+        self.con.execute(
+            """UPDATE run_inputs AS r SET outcome = 'duplicate', message = 'same bytes as ' || d.first_path
+               FROM (SELECT path,
+                        first_value(path) OVER w AS first_path, row_number() OVER w AS nth
+                     FROM run_inputs WHERE run_id = $run AND content_hash NOT IN ('', $empty)
+                     WINDOW w AS (PARTITION BY content_hash ORDER BY
+                        CASE split WHEN 'heldout' THEN 0 WHEN 'train' THEN 1 ELSE 2 END, path)) d
+               WHERE r.run_id = $run AND r.path = d.path AND d.nth > 1""",
+            {"run": run_id, "empty": hashlib.sha256(b"").hexdigest()},
+        )
+        return self.outcome_counts(run_id).get("duplicate", 0) - before
+
+    def unlabelled(self, run_id: str) -> list[tuple[str, str]]:
+        """(path, content hash) of the run's extracted documents that have no label: to predict."""
+        return self.con.execute(
+            "SELECT path, content_hash FROM run_inputs WHERE run_id = ? AND outcome = 'ok' AND split = 'predict' "
+            "ORDER BY path",
+            [run_id],
+        ).fetchall()
+
     def outcome_counts(self, run_id: str) -> dict[str, int]:
         rows = self.con.execute(
             "SELECT outcome, count(*) FROM run_inputs WHERE run_id = ? GROUP BY outcome ORDER BY outcome", [run_id]
@@ -208,14 +234,14 @@ class FeatureStore:
     def members(self, run_id: str) -> list[Member]:
         """The run's usable documents: extracted ok, labelled, each content once.
 
-        Identical bytes under two paths count once, and a training document whose content is also
-        in the held-out set is dropped from training so the evaluation stays honest.
+        Identical bytes under two paths count once (mark_duplicates normally did that already), and a
+        training document whose content is also in the held-out set is dropped from training.
         """
         rows = self.con.execute(
             """WITH ok AS (
                    SELECT content_hash, label, split, row_number() OVER (
                        PARTITION BY content_hash, split ORDER BY path) AS nth
-                   FROM run_inputs WHERE run_id = ? AND outcome = 'ok' AND label IS NOT NULL)
+                   FROM run_inputs WHERE run_id = ? AND outcome = 'ok' AND split IN ('train', 'heldout'))
                SELECT content_hash, label, split FROM ok
                WHERE nth = 1 AND NOT (split = 'train' AND content_hash IN
                    (SELECT content_hash FROM ok WHERE split = 'heldout'))
@@ -344,6 +370,22 @@ class FeatureStore:
         x = vectors.flatten().to_numpy().reshape(table.num_rows, -1)
         train, heldout = split == "train", split == "heldout"
         return Features(version_id, x[train], labels[train], x[heldout], labels[heldout])
+
+    def load_vectors(self, hashes: Sequence[str], embedder: str) -> np.ndarray:
+        """Vectors for the given hashes, in the given order."""
+        dim = self.embedder_dim(embedder)
+        if dim is None or not hashes:
+            return np.zeros((0, dim or 0), dtype=np.float32)
+        self.con.register("wanted", pa.table({"content_hash": list(hashes), "pos": np.arange(len(hashes))}))
+        table = self.con.sql(
+            f"""SELECT e.vector FROM wanted w JOIN embeddings_{dim} e
+                ON e.content_hash = w.content_hash AND e.embedder = $embedder ORDER BY w.pos""",
+            params={"embedder": embedder},
+        ).to_arrow_table()
+        self.con.unregister("wanted")
+        if table.num_rows != len(hashes):
+            raise RuntimeError(f"{len(hashes) - table.num_rows} of {len(hashes)} documents have no embedding")
+        return table["vector"].combine_chunks().flatten().to_numpy().reshape(len(hashes), dim)
 
     def version(self, version_id: str) -> dict[str, Any]:
         cur = self.con.execute("SELECT * FROM feature_versions WHERE version_id = ?", [version_id])
