@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score
+from sklearn.metrics import accuracy_score, classification_report, confusion_matrix, f1_score
 
 
 def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
@@ -13,6 +13,59 @@ def score(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:
         "accuracy": float(accuracy_score(y_true, y_pred)),
         "macro_f1": float(f1_score(y_true, y_pred, average="macro", zero_division=0)),
     }
+
+
+def full_report(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, seed: int = 0) -> dict[str, object]:
+    """Everything we log per classifier: accuracy, macro-F1 with a bootstrap interval, per-class F1,
+    log-loss and expected calibration error."""
+    y_pred = classes[proba.argmax(axis=1)]
+    low, high = bootstrap_macro_f1(y_true, y_pred, seed=seed)
+    labels = sorted(set(y_true) | set(classes))
+    per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    return {
+        **score(y_true, y_pred),
+        "macro_f1_low": low,
+        "macro_f1_high": high,
+        "log_loss": log_loss_any(y_true, proba, classes),
+        "ece": expected_calibration_error(y_true, proba, classes),
+        "per_class_f1": {str(label): float(f) for label, f in zip(labels, per_class, strict=True)},
+        "report": classification_report(y_true, y_pred, zero_division=0),
+    }
+
+
+def log_loss_any(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, floor: float = 1e-7) -> float:
+    """Log-loss that also works when a held-out class never appeared in training (small tiers): the
+    model gave it probability 0, which counts as `floor`. sklearn's log_loss refuses such labels."""
+    index = {c: i for i, c in enumerate(classes)}
+    p_true = np.array([proba[row, index[y]] if y in index else 0.0 for row, y in enumerate(y_true)])
+    return float(-np.log(np.clip(p_true, floor, 1.0)).mean())
+
+
+def bootstrap_macro_f1(
+    y_true: np.ndarray, y_pred: np.ndarray, rounds: int = 1000, seed: int = 0
+) -> tuple[float, float]:
+    """95% interval of macro-F1 by resampling the held-out documents with replacement."""
+    rng = np.random.default_rng(seed)
+    n = len(y_true)
+    scores = [
+        f1_score(y_true[idx], y_pred[idx], average="macro", zero_division=0)
+        for idx in (rng.integers(0, n, n) for _ in range(rounds))
+    ]
+    low, high = np.percentile(scores, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins: int = 10) -> float:
+    """How far confidence is from accuracy, averaged over 10 confidence bins weighted by their size."""
+    confidence = proba.max(axis=1)
+    correct = classes[proba.argmax(axis=1)] == y_true
+    edges = np.linspace(0, 1, bins + 1)
+    ece = 0.0
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        in_bin = (confidence > lo) & (confidence <= hi)
+        if in_bin.any():
+            ece += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(ece)
 
 
 def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, title: str, path: Path) -> Path:

@@ -1,29 +1,47 @@
-"""Text extraction from PDF bytes with pypdf. Pure: bytes in, an Extraction out, never an exception.
+"""Text extraction from PDF bytes. Pure: bytes in, an Extraction out, never an exception.
 
-Every input file must end with exactly one recorded outcome, so anything pypdf raises becomes an
-outcome with its message instead of stopping the run.
+Every input file must end with exactly one recorded outcome, so whatever a backend raises becomes an
+outcome with its message. One backend failing is not the end: the other one gets a go (fallback_ok).
+Guards per document: a byte limit, a page limit, and a time limit (see `time_limit`; the engine adds
+a hard one that kills the worker for hangs inside C code).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
-import logging
+import signal
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
-import pypdf
-from pypdf.errors import FileNotDecryptedError, PdfReadError
-
+from ingestion.backends import Encrypted, TooManyPages, get_backend
 from ingestion.sources import read_bytes
 
-# Bump the suffix when this module's behaviour changes: cached extractions are keyed by it.
-EXTRACTOR_VERSION = f"pypdf-{pypdf.__version__}/1"
+OUTCOMES = (
+    "ok",
+    "fallback_ok",
+    "empty_text",
+    "encrypted",
+    "corrupt",
+    "not_pdf",
+    "too_large",
+    "timeout",
+    "unreadable",
+)
+USABLE = ("ok", "fallback_ok")  # outcomes whose text goes on to embedding
+TRANSIENT = ("timeout", "unreadable")  # not cached: a rerun (perhaps with a longer timeout) tries again
+# Bump when this module's behaviour changes: cached extractions are keyed by extractor_version().
+LOGIC_VERSION = 2
 
-OUTCOMES = ("ok", "empty_text", "encrypted", "corrupt", "not_pdf", "too_large", "unreadable")
 
-# pypdf logs a warning for every recoverable oddity; a run over thousands of PDFs would drown in them.
-logging.getLogger("pypdf").setLevel(logging.ERROR)
+@dataclass(frozen=True)
+class Limits:
+    max_pages: int = 500
+    max_bytes: int = 50 << 20
+    min_chars: int = 30
+    timeout_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -33,6 +51,8 @@ class Extraction:
     pages: int = 0
     message: str = ""
     seconds: float = 0.0
+    backend: str = ""
+    flags: tuple[str, ...] = field(default=())
 
     @property
     def chars(self) -> int:
@@ -53,63 +73,156 @@ class FileRecord:
     extraction: Extraction | None  # None: the content was already extracted (cache hit)
 
 
+class Timeout(Exception):
+    pass
+
+
+def extractor_version(backend: str, fallback: str | None) -> str:
+    names = [backend] + ([fallback] if fallback else [])
+    return "+".join(f"{n}-{get_backend(n).version()}" for n in names) + f"/{LOGIC_VERSION}"
+
+
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def extract_text(data: bytes, *, max_pages: int = 500, max_bytes: int = 50 << 20, min_chars: int = 30) -> Extraction:
+def extract_text(
+    data: bytes, backend: str = "pypdf", fallback: str | None = None, limits: Limits = Limits()
+) -> Extraction:  # noqa: B008 - frozen dataclass, safe default
     start = time.perf_counter()
-    result = _extract(data, max_pages=max_pages, max_bytes=max_bytes, min_chars=min_chars)
-    return Extraction(result.outcome, result.text, result.pages, result.message, time.perf_counter() - start)
+    try:
+        with time_limit(limits.timeout_s):
+            result = _extract(data, backend, fallback, limits)
+    except Timeout:
+        result = Extraction("timeout", message=f"stopped after extract.timeout_s={limits.timeout_s:g}s")
+    return Extraction(
+        result.outcome,
+        result.text,
+        result.pages,
+        result.message,
+        time.perf_counter() - start,
+        result.backend,
+        quality_flags(result.text) if result.outcome in USABLE else (),
+    )
 
 
-def _extract(data: bytes, *, max_pages: int, max_bytes: int, min_chars: int) -> Extraction:
-    if len(data) > max_bytes:
-        return Extraction("too_large", message=f"{len(data)} bytes > extract.max_bytes={max_bytes}")
+def _extract(data: bytes, backend: str, fallback: str | None, limits: Limits) -> Extraction:
+    if len(data) > limits.max_bytes:
+        return Extraction("too_large", message=f"{len(data)} bytes > extract.max_bytes={limits.max_bytes}")
     if not data:
         return Extraction("not_pdf", message="empty file (0 bytes)")
     if b"%PDF-" not in data[:1024]:
         return Extraction("not_pdf", message="no %PDF- header in the first 1 KiB")
+    errors = []
+    for attempt, name in enumerate([backend] + ([fallback] if fallback and fallback != backend else [])):
+        try:
+            pages, text = get_backend(name).extract(data, limits.max_pages)
+        except Encrypted as exc:  # the other backend has no password either
+            return Extraction("encrypted", message=str(exc), backend=name)
+        except TooManyPages as exc:
+            return Extraction(
+                "too_large",
+                pages=exc.pages,
+                backend=name,
+                message=f"{exc.pages} pages > extract.max_pages={limits.max_pages}",
+            )
+        except Timeout:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken PDF may raise anything; it must become an outcome
+            errors.append(f"{name}: {type(exc).__name__}: {_one_line(exc)}")
+            continue
+        if pages == 0:
+            errors.append(f"{name}: no pages could be read")
+            continue
+        stripped = len(text.strip())
+        if stripped < limits.min_chars:
+            return Extraction(
+                "empty_text",
+                text=text,
+                pages=pages,
+                backend=name,
+                message=f"{stripped} chars < extract.min_chars={limits.min_chars}: likely a scan",
+            )
+        outcome = "ok" if attempt == 0 else "fallback_ok"
+        return Extraction(outcome, text=text, pages=pages, backend=name, message="; ".join(errors))
+    return Extraction("corrupt", message="; ".join(errors)[:1000])
+
+
+def quality_flags(text: str) -> tuple[str, ...]:
+    """Warnings about usable text: too little of it, or mostly not words (bad encoding, OCR soup)."""
+    flags = []
+    stripped = text.strip()
+    if len(stripped) < 200:
+        flags.append("near_empty")
+    if stripped:
+        letters = sum(ch.isalpha() or ch.isspace() for ch in stripped)
+        if letters / len(stripped) < 0.7:
+            flags.append("garbled")
+    return tuple(flags)
+
+
+@contextmanager
+def time_limit(seconds: float) -> Iterator[None]:
+    """Raise Timeout in this thread after `seconds` of Python execution (main thread only).
+
+    A SIGALRM stops pure-Python loops (pypdf); a hang inside C code (PDFium) only ends when the call
+    returns, which is why the engine also enforces a hard deadline by killing the worker.
+    """
+    if seconds <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def _raise(signum: int, frame: object) -> None:
+        raise Timeout()
+
+    previous = signal.signal(signal.SIGALRM, _raise)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
     try:
-        reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
-        if reader.is_encrypted and not reader.decrypt(""):
-            return Extraction("encrypted", message="encrypted with a user password")
-        pages = len(reader.pages)
-        if pages > max_pages:
-            return Extraction("too_large", pages=pages, message=f"{pages} pages > extract.max_pages={max_pages}")
-        text = "\n".join(page.extract_text() or "" for page in reader.pages)
-    except FileNotDecryptedError as exc:
-        return Extraction("encrypted", message=_one_line(exc))
-    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError, IndexError, OSError) as exc:
-        return Extraction("corrupt", message=f"{type(exc).__name__}: {_one_line(exc)}")
-    except Exception as exc:  # noqa: BLE001 - a broken PDF may raise anything; it must become an outcome
-        return Extraction("corrupt", message=f"{type(exc).__name__}: {_one_line(exc)}")
-    if pages == 0:
-        return Extraction("corrupt", message="no pages could be read")
-    if len(text.strip()) < min_chars:
-        return Extraction(
-            "empty_text", text=text, pages=pages, message=f"{len(text.strip())} chars < {min_chars}: likely a scan"
-        )
-    return Extraction("ok", text=text, pages=pages)
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
-def read_and_extract(path: str, skip_hashes: frozenset[str] = frozenset(), **limits: int) -> FileRecord:
+def read_and_extract(
+    path: str,
+    skip_hashes: frozenset[str] = frozenset(),
+    backend: str = "pypdf",
+    fallback: str | None = None,
+    limits: Limits = Limits(),
+) -> FileRecord:  # noqa: B008
     """Read one file and extract it unless its content is in `skip_hashes` (already extracted).
 
-    A file that cannot be read (vanished, permissions) still gets a record.
+    A file that cannot be read (vanished, permissions, network) still gets a record.
     """
     try:
         data = read_bytes(path)
-    except OSError as exc:  # vanished, permissions, network: pyarrow's errors are OSErrors too
+    except OSError as exc:  # pyarrow's filesystem errors are OSErrors too
         return FileRecord(path, "", 0, Extraction("unreadable", message=_one_line(exc)))
     digest = content_hash(data)
     if digest in skip_hashes:
         return FileRecord(path, digest, len(data), None)
-    return FileRecord(path, digest, len(data), extract_text(data, **limits))
+    return FileRecord(path, digest, len(data), extract_text(data, backend, fallback, limits))
 
 
-def extract_files(paths: list[str], skip_hashes: frozenset[str] = frozenset(), **limits: int) -> list[FileRecord]:
-    return [read_and_extract(p, skip_hashes, **limits) for p in paths]
+def extract_files(
+    paths: list[str],
+    skip_hashes: frozenset[str] = frozenset(),
+    backend: str = "pypdf",
+    fallback: str | None = None,
+    limits: Limits = Limits(),
+) -> list[FileRecord]:  # noqa: B008
+    return [read_and_extract(p, skip_hashes, backend, fallback, limits) for p in paths]
+
+
+def lost_record(path: str, reason: str) -> FileRecord:
+    """The record for a file whose worker was killed (hard timeout) or died while extracting it."""
+    outcome = "timeout" if reason.startswith("timeout") else "corrupt"
+    try:
+        data = read_bytes(path)
+    except OSError as exc:
+        return FileRecord(path, "", 0, Extraction("unreadable", message=_one_line(exc)))
+    return FileRecord(path, content_hash(data), len(data), Extraction(outcome, message=reason))
 
 
 def _one_line(exc: BaseException) -> str:

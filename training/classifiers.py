@@ -1,7 +1,9 @@
-"""Classifiers over feature vectors. Pure: arrays in, a fitted estimator out; no MLflow, no DuckDB.
+"""Classifiers. Pure: arrays in, a fitted estimator out; no MLflow, no DuckDB.
 
 Every classifier follows scikit-learn's estimator protocol (fit / predict / predict_proba / classes_),
 so tracking and evaluation treat them alike and MLflow's sklearn flavour can log and load them.
+Most read the embeddings; `tfidf` reads the extracted text and needs no embeddings at all, so every
+report shows what the embeddings add over a strong bag-of-words baseline.
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.linear_model import LogisticRegression
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.pipeline import make_pipeline
+
+CLASSIFIERS = ("logreg", "sgd", "mlp", "tfidf")
+TEXT_INPUT = frozenset({"tfidf"})  # these read text, the others embedding vectors
 
 
 @dataclass(frozen=True)
@@ -21,6 +28,8 @@ class TrainParams:
     mlp_hidden: int = 256
     mlp_epochs: int = 60
     mlp_lr: float = 0.002
+    sgd_alpha: float = 1e-4
+    tfidf_max_features: int = 50000
     device: str = "cpu"
 
 
@@ -91,10 +100,20 @@ def build_classifier(name: str, params: TrainParams) -> Any:
         return LogisticRegression(C=params.logreg_c, max_iter=2000, random_state=params.seed)
     if name == "mlp":
         return TorchMLP(params.mlp_hidden, params.mlp_epochs, params.mlp_lr, params.seed, params.device)
+    if name == "sgd":
+        # modified_huber: a linear SVM's margin loss that still yields probabilities (for log-loss, ECE).
+        return SGDClassifier(
+            loss="modified_huber", alpha=params.sgd_alpha, max_iter=300, tol=1e-4, random_state=params.seed
+        )
+    if name == "tfidf":
+        return make_pipeline(
+            TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2, max_features=params.tfidf_max_features),
+            LogisticRegression(C=10.0, max_iter=2000, random_state=params.seed),
+        )
     raise ValueError(f"unknown classifier {name!r}")
 
 
-def train_classifier(name: str, x: np.ndarray, y: np.ndarray, params: TrainParams) -> Any:
+def train_classifier(name: str, x: Any, y: np.ndarray, params: TrainParams) -> Any:
     if len(np.unique(y)) < 2:
         raise ValueError(f"cannot train {name}: the training set has {len(np.unique(y))} label(s), need >= 2")
     return build_classifier(name, params).fit(x, y)

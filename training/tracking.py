@@ -91,21 +91,111 @@ def log_json(data: dict[str, Any], name: str) -> None:
 
 
 def log_model(name: str, model: Any, example: np.ndarray) -> str:
-    """Log a fitted sklearn-protocol classifier with its signature; returns the model URI."""
+    """Log a fitted sklearn-protocol classifier with its signature and an input example; returns its URI."""
     import mlflow.sklearn
 
-    # skops is MLflow's safe format but only knows sklearn's own types; our torch MLP needs cloudpickle.
-    fmt = "skops" if type(model).__module__.startswith("sklearn") else "cloudpickle"
+    # cloudpickle, not skops: skops only loads sklearn's own types without a trust list, and our torch
+    # MLP and TF-IDF pipeline are loaded by our own code anyway.
     signature = infer_signature(example, model.predict(example))
     info = mlflow.sklearn.log_model(
         model,
         name=name,
         signature=signature,
         input_example=example[:2],
-        serialization_format=fmt,
+        serialization_format="cloudpickle",
         pip_requirements=MODEL_REQUIREMENTS,
     )
     return info.model_uri
+
+
+@contextmanager
+def child_run(name: str, tags: dict[str, str]):
+    """A nested run for one classifier inside the pipeline run."""
+    with mlflow.start_run(run_name=name, nested=True, tags=tags) as run:
+        yield run.info.run_id
+
+
+def log_text(text: str, name: str) -> None:
+    mlflow.log_text(text, name)
+
+
+def set_tags(tags: dict[str, str]) -> None:
+    mlflow.set_tags(tags)
+
+
+def load_model(uri: str) -> Any:
+    import mlflow.sklearn
+
+    return mlflow.sklearn.load_model(uri)
+
+
+def model_version(uri: str) -> Any:
+    """The registry entry behind models:/<name>@<alias> or models:/<name>/<version>."""
+    client = MlflowClient()
+    name, _, ref = uri.removeprefix("models:/").partition("@")
+    if ref:
+        return client.get_model_version_by_alias(name, ref)
+    name, _, number = name.partition("/")
+    return client.get_model_version(name, number)
+
+
+def champion(registry_name: str) -> Any | None:
+    """The model version holding the `champion` alias, or None."""
+    client = MlflowClient()
+    try:
+        return client.get_model_version_by_alias(registry_name, "champion")
+    except mlflow.exceptions.MlflowException:
+        return None
+
+
+def register_challenger(model_uri: str, registry_name: str, tags: dict[str, str]) -> Any:
+    """Register a new model version and give it the `challenger` alias."""
+    version = mlflow.register_model(model_uri, registry_name, tags=tags)
+    MlflowClient().set_registered_model_alias(registry_name, "challenger", version.version)
+    return version
+
+
+def promote(registry_name: str, version: str) -> None:
+    MlflowClient().set_registered_model_alias(registry_name, "champion", version)
+
+
+def pipeline_runs(experiment: str) -> list[dict[str, Any]]:
+    """Finished pipeline runs of the experiment with their classifier children, newest first, as plain dicts."""
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    client = MlflowClient()
+    runs = client.search_runs(
+        [found.experiment_id], "attributes.status = 'FINISHED'", order_by=["start_time DESC"], max_results=5000
+    )
+    children: dict[str, list[Any]] = {}
+    for run in runs:
+        parent = run.data.tags.get("mlflow.parentRunId")
+        if parent:
+            children.setdefault(parent, []).append(run)
+    out = []
+    for run in runs:
+        if "mlflow.parentRunId" in run.data.tags or "tier" not in run.data.tags:
+            continue
+        out.append(
+            {
+                "run_id": run.info.run_id,
+                "start_time": run.info.start_time,
+                "tags": dict(run.data.tags),
+                "metrics": dict(run.data.metrics),
+                "classifiers": {
+                    c.data.tags.get("classifier", c.info.run_name): dict(c.data.metrics)
+                    for c in children.get(run.info.run_id, [])
+                },
+            }
+        )
+    return out
+
+
+@contextmanager
+def report_run(name: str, tags: dict[str, str]):
+    with mlflow.start_run(run_name=name, tags=tags) as run:
+        yield run.info.run_id
 
 
 def get_run(run_id: str, tracking_uri: str) -> Any:

@@ -28,13 +28,13 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from ingestion.extract import FileRecord
+from ingestion.extract import TRANSIENT, FileRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS extractions (
     content_hash VARCHAR, extractor VARCHAR, outcome VARCHAR, message VARCHAR,
     size_bytes BIGINT, pages INTEGER, chars INTEGER, words INTEGER, seconds DOUBLE, text VARCHAR,
-    created_at TIMESTAMPTZ DEFAULT current_timestamp,
+    backend VARCHAR, flags VARCHAR, created_at TIMESTAMPTZ DEFAULT current_timestamp,
     PRIMARY KEY (content_hash, extractor));
 CREATE TABLE IF NOT EXISTS embedders (
     embedder VARCHAR PRIMARY KEY, model VARCHAR, params JSON, dim INTEGER, created_at TIMESTAMPTZ);
@@ -107,6 +107,8 @@ class FeatureStore:
                 ) from exc
         if not read_only:
             self.con.execute(SCHEMA)
+            for column in ("backend", "flags"):  # workspaces made before these columns existed
+                self.con.execute(f"ALTER TABLE extractions ADD COLUMN IF NOT EXISTS {column} VARCHAR")
             # We hold the only write lock, so a run still marked running died without finishing.
             self.con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
 
@@ -145,7 +147,7 @@ class FeatureStore:
         A record whose `extraction` is None was found in the cache by the worker; its outcome is
         taken from the stored extraction.
         """
-        fresh = [r for r in records if r.extraction is not None and r.content_hash]
+        fresh = [r for r in records if r.extraction and r.content_hash and r.extraction.outcome not in TRANSIENT]
         extractions = pa.table(
             {
                 "content_hash": [r.content_hash for r in fresh],
@@ -158,6 +160,8 @@ class FeatureStore:
                 "words": pa.array([r.extraction.words for r in fresh], pa.int32()),
                 "seconds": pa.array([r.extraction.seconds for r in fresh], pa.float64()),
                 "text": [r.extraction.text for r in fresh],
+                "backend": [r.extraction.backend for r in fresh],
+                "flags": [",".join(r.extraction.flags) for r in fresh],
             }
         )
         inputs = pa.table(
@@ -175,7 +179,7 @@ class FeatureStore:
             self.con.register("new_extractions", extractions)
             self.con.execute(
                 "INSERT INTO extractions (content_hash, extractor, outcome, message, size_bytes, pages, chars, "
-                "words, seconds, text) SELECT * FROM new_extractions ON CONFLICT DO NOTHING"
+                "words, seconds, text, backend, flags) SELECT * FROM new_extractions ON CONFLICT DO NOTHING"
             )
             self.con.register("new_inputs", inputs)
             self.con.execute(
@@ -211,10 +215,14 @@ class FeatureStore:
     def unlabelled(self, run_id: str) -> list[tuple[str, str]]:
         """(path, content hash) of the run's extracted documents that have no label: to predict."""
         return self.con.execute(
-            "SELECT path, content_hash FROM run_inputs WHERE run_id = ? AND outcome = 'ok' AND split = 'predict' "
+            "SELECT path, content_hash FROM run_inputs WHERE run_id = ? AND outcome IN ('ok', 'fallback_ok') "
+            "AND split = 'predict' "
             "ORDER BY path",
             [run_id],
         ).fetchall()
+
+    def run_outcomes(self, run_id: str) -> dict[str, str]:
+        return dict(self.con.execute("SELECT path, outcome FROM run_inputs WHERE run_id = ?", [run_id]).fetchall())
 
     def outcome_counts(self, run_id: str) -> dict[str, int]:
         rows = self.con.execute(
@@ -241,7 +249,8 @@ class FeatureStore:
             """WITH ok AS (
                    SELECT content_hash, label, split, row_number() OVER (
                        PARTITION BY content_hash, split ORDER BY path) AS nth
-                   FROM run_inputs WHERE run_id = ? AND outcome = 'ok' AND split IN ('train', 'heldout'))
+                   FROM run_inputs
+                   WHERE run_id = ? AND outcome IN ('ok', 'fallback_ok') AND split IN ('train', 'heldout'))
                SELECT content_hash, label, split FROM ok
                WHERE nth = 1 AND NOT (split = 'train' AND content_hash IN
                    (SELECT content_hash FROM ok WHERE split = 'heldout'))
@@ -262,6 +271,10 @@ class FeatureStore:
             "INSERT INTO embedders VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [embedder, model, json.dumps(params, sort_keys=True), int(dim), _now()],
         )
+
+    def embedder_info(self, embedder: str) -> dict[str, Any] | None:
+        row = self._one("SELECT model, params, dim FROM embedders WHERE embedder = ?", [embedder])
+        return {"model": row[0], "params": json.loads(row[1]), "dim": row[2]} if row else None
 
     def embedder_dim(self, embedder: str) -> int | None:
         row = self._one("SELECT dim FROM embedders WHERE embedder = ?", [embedder])
@@ -370,6 +383,17 @@ class FeatureStore:
         x = vectors.flatten().to_numpy().reshape(table.num_rows, -1)
         train, heldout = split == "train", split == "heldout"
         return Features(version_id, x[train], labels[train], x[heldout], labels[heldout])
+
+    def load_texts(self, version_id: str) -> tuple[list[str], list[str]]:
+        """(train texts, held-out texts) of a version, in the same order as load_features' rows."""
+        info = self.version(version_id)
+        rows = self.con.execute(
+            """SELECT m.split, e.text FROM feature_members m
+               JOIN extractions e ON e.content_hash = m.content_hash AND e.extractor = ?
+               WHERE m.version_id = ? ORDER BY m.split, m.content_hash""",
+            [info["extractor"], version_id],
+        ).fetchall()
+        return [t for s, t in rows if s == "train"], [t for s, t in rows if s == "heldout"]
 
     def load_vectors(self, hashes: Sequence[str], embedder: str) -> np.ndarray:
         """Vectors for the given hashes, in the given order."""

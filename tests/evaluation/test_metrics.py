@@ -1,6 +1,6 @@
 import numpy as np
 
-from evaluation.metrics import plot_confusion, score
+from evaluation.metrics import expected_calibration_error, full_report, plot_confusion, score
 
 
 def test_score_macro_f1_weighs_classes_equally():
@@ -14,3 +14,37 @@ def test_score_macro_f1_weighs_classes_equally():
 def test_confusion_png_is_written(tmp_path):
     path = plot_confusion(np.array(["a", "b"]), np.array(["a", "a"]), "t", tmp_path / "c.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_calibration_error_separates_honest_from_overconfident():
+    classes = np.array(["a", "b"])
+    y = np.array(["a"] * 8 + ["b"] * 2)
+    honest = np.tile([0.8, 0.2], (10, 1))  # says 80%, is right 80% of the time
+    overconfident = np.tile([0.99, 0.01], (10, 1))
+    assert expected_calibration_error(y, honest, classes) < 0.01
+    assert expected_calibration_error(y, overconfident, classes) > 0.15
+
+
+def test_full_report_interval_brackets_the_estimate():
+    rng = np.random.default_rng(1)
+    classes = np.array(["a", "b", "c"])
+    y = rng.choice(classes, 200)
+    proba = rng.dirichlet([1, 1, 1], 200)
+    proba[np.arange(200), np.searchsorted(classes, y)] += 0.8  # mostly right
+    proba /= proba.sum(axis=1, keepdims=True)
+    report = full_report(y, proba, classes)
+    assert report["macro_f1_low"] < report["macro_f1"] < report["macro_f1_high"]
+    assert set(report["per_class_f1"]) == {"a", "b", "c"} and report["log_loss"] > 0
+    assert "precision" in report["report"]
+
+
+def test_log_loss_matches_sklearn_and_survives_unseen_classes():
+    from sklearn.metrics import log_loss
+
+    from evaluation.metrics import log_loss_any
+
+    classes = np.array(["a", "b"])
+    proba = np.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])
+    y = np.array(["a", "b", "b"])
+    assert abs(log_loss_any(y, proba, classes) - log_loss(y, proba, labels=list(classes))) < 1e-9
+    assert log_loss_any(np.array(["a", "c"]), proba[:2], classes) > 8  # "c" was never seen: p = 1e-7

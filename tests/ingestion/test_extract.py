@@ -3,8 +3,19 @@ from pathlib import Path
 import pytest
 
 from ingestion.corpus import CorpusEntry, render_entry
-from ingestion.extract import OUTCOMES, content_hash, extract_files, extract_text
+from ingestion.extract import (
+    OUTCOMES,
+    Limits,
+    content_hash,
+    extract_files,
+    extract_text,
+    extractor_version,
+    lost_record,
+    quality_flags,
+)
 from tests.conftest import SHARED
+
+BACKENDS = ["pypdf", "pypdfium2"]
 
 
 def _pdf(tmp_path: Path, name: str = "a.pdf") -> Path:
@@ -13,15 +24,33 @@ def _pdf(tmp_path: Path, name: str = "a.pdf") -> Path:
     return path
 
 
-def test_limits_give_too_large():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_limits_give_too_large_and_short_text_is_empty_text(backend):
     data = render_entry(1, CorpusEntry("train", 1, "contract"))
-    assert extract_text(data, max_bytes=100).outcome == "too_large"
-    assert extract_text(data, max_pages=0).outcome == "too_large"
+    assert extract_text(data, backend, limits=Limits(max_bytes=100)).outcome == "too_large"
+    assert extract_text(data, backend, limits=Limits(max_pages=0)).outcome == "too_large"
+    assert extract_text(data, backend, limits=Limits(min_chars=10**7)).outcome == "empty_text"
+    ok = extract_text(data, backend)
+    assert ok.outcome == "ok" and ok.backend == backend and "near_empty" not in ok.flags
 
 
-def test_short_text_is_empty_text_not_ok():
-    data = render_entry(1, CorpusEntry("train", 1, "contract"))
-    assert extract_text(data, min_chars=10**7).outcome == "empty_text"
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_document_that_runs_past_its_time_limit_is_stopped(backend):
+    # 12 pages of text take milliseconds; a limit of a tenth of a millisecond stops pypdf mid-way.
+    data = render_entry(3, CorpusEntry("train", 5, "contract"))
+    result = extract_text(data, backend, limits=Limits(timeout_s=0.0001))
+    assert result.outcome == "timeout" and "extract.timeout_s" in result.message
+
+
+def test_backend_versions_key_the_cache():
+    assert extractor_version("pypdfium2", "pypdf").startswith("pypdfium2-")
+    assert extractor_version("pypdf", None) != extractor_version("pypdf", "pypdfium2")
+
+
+def test_quality_flags():
+    assert quality_flags("") == ("near_empty",)
+    assert quality_flags("word " * 100) == ()
+    assert "garbled" in quality_flags("\x01\x02#$%&" * 100)
 
 
 def test_extract_files_records_every_path_and_skips_cached_content(tmp_path):
@@ -31,12 +60,17 @@ def test_extract_files_records_every_path_and_skips_cached_content(tmp_path):
     assert [r.extraction.outcome for r in records] == ["ok", "unreadable"]
     cached = extract_files([str(good)], skip_hashes=frozenset({content_hash(good.read_bytes())}))
     assert cached[0].extraction is None and cached[0].content_hash == records[0].content_hash
+    lost = lost_record(str(good), "timeout: worker killed")
+    assert lost.extraction.outcome == "timeout" and lost.content_hash == records[0].content_hash
 
 
 @pytest.mark.skipif(not (SHARED / "corpora" / "pypdf-sample-files").is_dir(), reason="../shared not present")
-def test_real_world_sample_files_each_get_one_known_outcome():
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_real_world_sample_files_each_get_one_known_outcome(backend):
     paths = sorted(str(p) for p in (SHARED / "corpora" / "pypdf-sample-files").rglob("*") if p.is_file())
-    records = extract_files(paths, max_pages=300)
+    records = extract_files(paths, backend=backend, fallback=None, limits=Limits(max_pages=300, timeout_s=20))
     assert len(records) == len(paths)
     assert all(r.extraction.outcome in OUTCOMES for r in records)
     assert sum(r.extraction.outcome == "ok" for r in records) >= len(paths) // 2
+    password = next(r for r in records if "password" in r.path)
+    assert password.extraction.outcome == "encrypted"

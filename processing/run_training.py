@@ -1,0 +1,216 @@
+"""Pipeline wiring for the training half: feature version -> classifiers -> held-out metrics -> MLflow
+(one parent run, a nested run per classifier) -> registry gate -> predictions for unlabelled files.
+
+Wiring beside the conductor (processing/run.py): it may import every stage package; nothing but the
+conductor imports it.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.metrics import full_report, plot_confusion
+from evaluation.report import write_predictions
+from training import tracking
+from training.classifiers import TEXT_INPUT, TrainParams, train_classifier
+
+
+@dataclass
+class Inputs:
+    """One feature version, as each kind of classifier wants it."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_heldout: np.ndarray
+    y_heldout: np.ndarray
+    embedder: str = ""
+    text_train: np.ndarray | None = None
+    text_heldout: np.ndarray | None = None
+
+    def train(self, name: str) -> Any:
+        return self.text_train if name in TEXT_INPUT else self.x_train
+
+    def heldout(self, name: str) -> Any:
+        return self.text_heldout if name in TEXT_INPUT else self.x_heldout
+
+
+def train_and_report(config: Any, store: Any, state: Any, version_id: str, created: bool) -> dict[str, Any]:
+    clock, t = state.clock, config.train
+    with clock.stage("load_features"):
+        features = store.load_features(version_id)
+        version = store.version(version_id)
+        inputs = Inputs(features.x_train, features.y_train, features.x_heldout, features.y_heldout, version["embedder"])
+        if TEXT_INPUT & set(t.classifiers):
+            train_texts, heldout_texts = store.load_texts(version_id)
+            inputs.text_train, inputs.text_heldout = np.asarray(train_texts), np.asarray(heldout_texts)
+    with clock.stage("mlflow_setup"):
+        tracking_uri = config.mlflow.tracking_uri or tracking.default_tracking_uri(state.workspace)
+        tracking.setup(tracking_uri, config.mlflow.experiment, state.workspace / "mlartifacts")
+    params = TrainParams(
+        seed=t.seed,
+        logreg_c=t.logreg_c,
+        mlp_hidden=t.mlp_hidden,
+        mlp_epochs=t.mlp_epochs,
+        mlp_lr=t.mlp_lr,
+        sgd_alpha=t.sgd_alpha,
+        tfidf_max_features=t.tfidf_max_features,
+        device=state.device,
+    )
+    tags = {
+        "tier": state.tier,
+        "feature_version": version_id,
+        "device": state.device,
+        "docscale_run": state.run_id,
+        "embedder": version["embedder"],
+        "git_commit": _git_commit(),
+    }
+    reports = state.workspace / "reports" / state.run_id
+    results: dict[str, dict[str, Any]] = {}
+    models: dict[str, tuple[Any, str]] = {}
+    with tracking.pipeline_run(f"tier-{state.tier}", config.flat(), tags) as mlflow_run_id:
+        tracking.log_feature_version(version_id, features.x_train, features.y_train, store.path)
+        for name in t.classifiers:
+            with tracking.child_run(name, {**tags, "classifier": name}):
+                with clock.stage("train"):
+                    start = time.perf_counter()
+                    model = train_classifier(name, inputs.train(name), inputs.y_train, params)
+                    train_seconds = time.perf_counter() - start
+                with clock.stage("evaluate"):
+                    proba = model.predict_proba(inputs.heldout(name))
+                    report = full_report(inputs.y_heldout, proba, np.asarray(model.classes_), seed=t.seed)
+                    predicted = np.asarray(model.classes_)[proba.argmax(axis=1)]
+                    png = plot_confusion(
+                        inputs.y_heldout, predicted, f"{name} - tier {state.tier}", reports / f"confusion_{name}.png"
+                    )
+                with clock.stage("log_models"):
+                    scalars = {k: v for k, v in report.items() if isinstance(v, float)}
+                    tracking.log_metrics({**scalars, "train_seconds": train_seconds})
+                    tracking.log_metrics({f"f1.{label}": f for label, f in report["per_class_f1"].items()})
+                    tracking.log_artifact(png, "confusion")
+                    tracking.log_text(report["report"], "classification_report.txt")
+                    example = inputs.train(name)[:5]
+                    uri = tracking.log_model(name, model, example if name in TEXT_INPUT else example.astype(np.float32))
+            results[name] = {**scalars, "train_seconds": train_seconds}
+            models[name] = (model, uri)
+            tracking.log_metrics({f"{name}.{k}": v for k, v in results[name].items()})
+
+        best = max(results, key=lambda n: results[n]["macro_f1"])
+        with clock.stage("registry"):
+            decision = gate(config, models[best][1], best, results[best]["macro_f1"], inputs, tags)
+        tracking.log_json(decision, "registry_decision.json")
+        tracking.set_tags({"best_classifier": best, "registry_decision": decision["decision"]})
+
+        predictions = None
+        unlabelled = store.unlabelled(state.run_id) if state.embedder else []
+        if unlabelled and best not in TEXT_INPUT:  # documents without a label get the best model's prediction
+            with clock.stage("predict"):
+                vectors = store.load_vectors([h for _, h in unlabelled], state.embedder)
+                predictions = reports / "predictions.csv"
+                write_predictions(predictions, [p for p, _ in unlabelled], models[best][0], vectors)
+                tracking.log_artifact(predictions)
+        outcomes = store.outcome_counts(state.run_id)
+        summary = {
+            "run_id": state.run_id,
+            "tier": state.tier,
+            "source": state.source,
+            "documents": sum(outcomes.values()),
+            "outcomes": outcomes,
+            "failed": {k: v for k, v in outcomes.items() if k not in ("ok", "fallback_ok")},
+            "train_documents": len(inputs.y_train),
+            "heldout_documents": len(inputs.y_heldout),
+            "feature_version": version_id,
+            "feature_version_created": created,
+            "mlflow_run_id": mlflow_run_id,
+            "classifiers": results,
+            "best_classifier": best,
+            "registry": decision,
+            "stage_seconds": clock.seconds,
+            "docs_per_second": _rates(state),
+            "device": state.device,
+            "work": state.work,
+            "cluster": state.cluster,
+            "workspace": str(state.workspace),
+            "predictions": str(predictions) if predictions else None,
+        }
+        tracking.log_metrics({f"seconds.{k}": v for k, v in clock.seconds.items()})
+        tracking.log_metrics({f"docs_per_second.{k}": v for k, v in summary["docs_per_second"].items()})
+        counts = {
+            "documents": summary["documents"],
+            "train_documents": len(inputs.y_train),
+            "heldout_documents": len(inputs.y_heldout),
+            "wall_seconds": sum(clock.seconds.values()),
+        }
+        tracking.log_metrics({**counts, **{f"work.{k}": v for k, v in state.work.items()}})
+        tracking.log_json(summary, "summary.json")
+    return summary
+
+
+def gate(config: Any, model_uri: str, name: str, macro_f1: float, inputs: Inputs, tags: dict[str, str]) -> dict:
+    """Register the run's best model as a challenger; promote it to champion only if it beats the
+    current champion on this run's held-out set by train.promotion_margin. Logged either way."""
+    registry = config.train.registry_model
+    margin = config.train.promotion_margin
+    version = tracking.register_challenger(
+        model_uri, registry, {**tags, "classifier": name, "heldout_macro_f1": f"{macro_f1:.6f}"}
+    )
+    current = tracking.champion(registry)
+    decision = {
+        "registry_model": registry,
+        "challenger_version": version.version,
+        "challenger": name,
+        "challenger_macro_f1": macro_f1,
+        "margin": margin,
+    }
+    if current is None:
+        tracking.promote(registry, version.version)
+        return {**decision, "decision": "promoted", "reason": "no champion yet"}
+    champion_f1, how = _champion_score(current, inputs)
+    decision |= {"champion_version": current.version, "champion_macro_f1": champion_f1, "champion_scored": how}
+    if macro_f1 > champion_f1 + margin:
+        tracking.promote(registry, version.version)
+        return {**decision, "decision": "promoted", "reason": f"beats champion by more than {margin}"}
+    return {**decision, "decision": "kept_champion", "reason": f"does not beat champion by more than {margin}"}
+
+
+def _champion_score(champion: Any, inputs: Inputs) -> tuple[float, str]:
+    """Re-score the champion on this run's held-out set when it reads the same inputs; else its record."""
+    from evaluation.metrics import score
+
+    name = champion.tags.get("classifier", "")
+    same_embedder = champion.tags.get("embedder") == inputs.embedder
+    if name in TEXT_INPUT or same_embedder:
+        model = tracking.load_model(f"models:/{champion.name}/{champion.version}")
+        predicted = model.predict(inputs.heldout(name))
+        return score(inputs.y_heldout, predicted)["macro_f1"], "rescored on this held-out set"
+    return float(champion.tags.get("heldout_macro_f1", "nan")), "recorded score (different embedder)"
+
+
+def _rates(state: Any) -> dict[str, float]:
+    """Documents per second of the stages that process documents."""
+    seconds, work = state.clock.seconds, state.work
+    rates = {}
+    for stage, key in (("corpus", "generated"), ("extract", "extracted"), ("embed", "embedded")):
+        if seconds.get(stage) and work.get(key):
+            rates[stage] = round(work[key] / seconds[stage], 2)
+    return rates
+
+
+def _git_commit() -> str:
+    import subprocess
+
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=Path(__file__).parent,
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"

