@@ -7,7 +7,6 @@ whatever the tier. Files are written once under <workspace>/corpus/seed-<seed>/ 
 
 from __future__ import annotations
 
-import os
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from ingestion.compose import compose
 from ingestion.render import absurd_page_count, break_xref, render_plan, render_scan
+from ingestion.sources import existing_relpaths, join, write_bytes
 from ingestion.templates import LABELS
 
 # A deliberately broken file, and the extraction outcome it must end with (checked by the tests).
@@ -51,8 +51,10 @@ class CorpusEntry:
         return DEFECTS[self.defect] if self.defect else "ok"
 
 
-def corpus_dir(workspace: Path, seed: int) -> Path:
-    return Path(workspace) / "corpus" / f"seed-{seed}"
+def corpus_dir(workspace: Path, seed: int, root: str = "") -> str:
+    """Where a seed's corpus lives: under the workspace, or under `root` (a folder or a URI such as
+    s3://bucket/corpus, which every node of a cluster can read)."""
+    return join(root or str(Path(workspace) / "corpus"), f"seed-{seed}")
 
 
 def make_entry(seed: int, split: str, index: int, bad_file_rate: float, label_noise: float = 0.0) -> CorpusEntry:
@@ -96,21 +98,20 @@ def render_entry(seed: int, entry: CorpusEntry) -> bytes:
     return pdf_bytes
 
 
-def write_entries(root: Path, seed: int, entries: Iterable[CorpusEntry]) -> int:
-    """Render and write the entries whose file is missing; returns how many were written.
+def missing_entries(root: str, entries: list[CorpusEntry]) -> list[CorpusEntry]:
+    have = existing_relpaths(root)
+    return [e for e in entries if e.relpath not in have]
 
-    Writes go to a temporary name and are renamed into place, so a killed run never leaves a
+
+def write_entries(root: str, seed: int, entries: Iterable[CorpusEntry]) -> int:
+    """Render and write the given entries; returns how many were written.
+
+    Each file appears whole or not at all (see write_bytes), so a killed run never leaves a
     half-written PDF that a rerun would mistake for a finished one.
     """
     written = 0
     for entry in entries:
-        path = Path(root) / entry.relpath
-        if path.exists():
-            continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(render_entry(seed, entry))
-        tmp.replace(path)
+        write_bytes(join(root, entry.relpath), render_entry(seed, entry))
         written += 1
     return written
 

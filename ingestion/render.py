@@ -5,13 +5,13 @@ from __future__ import annotations
 import random
 import re
 import textwrap
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from fpdf import FPDF
 
 from ingestion.compose import DocumentPlan
 
-FIXED_DATE = datetime(2026, 1, 1, tzinfo=timezone.utc)  # not "now", so the bytes are deterministic
+FIXED_DATE = datetime(2026, 1, 1, tzinfo=UTC)  # not "now", so the bytes are deterministic
 
 
 class _Page(FPDF):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,35 @@ def filesystem_for(uri: str) -> tuple[fs.FileSystem, str]:
     if "://" not in uri:
         return fs.LocalFileSystem(), str(Path(uri).expanduser().resolve())
     return fs.FileSystem.from_uri(uri)
+
+
+def join(root: str, relpath: str) -> str:
+    """root/relpath for a local path or a URI."""
+    return f"{root.rstrip('/')}/{relpath}" if "://" in root else str(Path(root) / relpath)
+
+
+def write_bytes(uri: str, data: bytes) -> None:
+    """Write a whole file; readers never see half of it (local: temp name + rename; object stores: one PUT)."""
+    if "://" not in uri:
+        path = Path(uri)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        tmp.replace(path)
+        return
+    filesystem, path = filesystem_for(uri)
+    filesystem.create_dir(posixpath.dirname(path), recursive=True)
+    with filesystem.open_output_stream(path) as stream:
+        stream.write(data)
+
+
+def existing_relpaths(root: str) -> set[str]:
+    """Relative paths of every file under root (one listing, not one request per file)."""
+    filesystem, base = filesystem_for(root)
+    if filesystem.get_file_info(base).type != fs.FileType.Directory:
+        return set()
+    found = filesystem.get_file_info(fs.FileSelector(base, recursive=True))
+    return {posixpath.relpath(f.path, base) for f in found if f.type == fs.FileType.File}
 
 
 def read_bytes(uri: str) -> bytes:

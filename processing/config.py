@@ -32,6 +32,7 @@ class CorpusConfig:
     bad_file_rate: float = 0.01
     label_noise: float = 0.02
     heldout_fraction: float = 0.2  # --input folders: share of labelled files held out (stable, by path hash)
+    root: str = ""  # where generated PDFs go; empty = <workspace>/corpus; s3://... on a multi-node cluster
 
 
 @dataclass

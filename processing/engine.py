@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -53,9 +54,13 @@ def start_ray(address: str | None = None, num_cpus: int = 0) -> Cluster:
     )
 
 
+# Which node ran how many batches, for the summary (and the cluster test that proves work spread).
+TASKS_PER_NODE: Counter[str] = Counter()
+
+
 @ray.remote(max_retries=TASK_RETRIES)
-def _call(fn: Callable[[Any], Any], batch: Any) -> Any:
-    return fn(batch)
+def _call(fn: Callable[[Any], Any], batch: Any) -> tuple[str, Any]:
+    return ray.get_runtime_context().get_node_id(), fn(batch)
 
 
 def map_batches(
@@ -114,7 +119,8 @@ def map_batches(
                 continue
             batch, _ = pending.pop(done[0])
             try:
-                results = ray.get(done[0])
+                node, results = ray.get(done[0])
+                TASKS_PER_NODE[node] += 1
             except (
                 ray.exceptions.RayTaskError,
                 ray.exceptions.WorkerCrashedError,

@@ -57,6 +57,7 @@ class RunState:
     source: str = ""
     device: str = "cpu"
     cluster: dict[str, Any] = field(default_factory=dict)
+    tasks_per_node: dict[str, int] = field(default_factory=dict)
     embedder: str = ""
 
 
@@ -113,6 +114,7 @@ def build_features(
     with clock.stage("ray_start"):
         cluster = engine.start_ray(ray_address, config.ray.num_cpus)
         state.cluster = asdict(cluster)
+        engine.TASKS_PER_NODE.clear()
     _log(f"Ray: {cluster.nodes} node(s), {cluster.cpus} CPU, {cluster.gpus} GPU ({cluster.address})")
 
     # 1. Inputs: the user's folder, or the generated corpus (rendering only what the workspace lacks).
@@ -151,6 +153,7 @@ def build_features(
             work["extracted"] += sum(r.extraction is not None for r in records)
         work["duplicates"] = store.mark_duplicates(state.run_id)
     _log(f"extract: {work['extracted']} extracted, outcomes {store.outcome_counts(state.run_id)}")
+    state.tasks_per_node = dict(engine.TASKS_PER_NODE)
 
     # 3. Embedding on a Ray actor pool; cached by (content hash, embedder). Unlabelled documents too:
     #    they get predictions at the end.
@@ -199,20 +202,21 @@ def build_features(
 
 def generate_corpus(config: Config, state: RunState, engine: Any) -> dict[str, tuple[str | None, str]]:
     """Render the tier's missing PDFs on Ray; returns path -> (label, split) for every file of the tier."""
-    from ingestion.corpus import corpus_dir, manifest, write_entries
+    from ingestion.corpus import corpus_dir, manifest, missing_entries, write_entries
+    from ingestion.sources import join
 
     c = config.corpus
-    root = corpus_dir(state.workspace, c.seed)
+    root = corpus_dir(state.workspace, c.seed, c.root)
     entries = manifest(c.seed, c.train_size, c.heldout_size, c.bad_file_rate, c.label_noise)
-    missing = [e for e in entries if not (root / e.relpath).exists()]
+    missing = missing_entries(root, entries)
     generate = partial(_write_batch, write_entries, root, c.seed)
     for counts in engine.map_batches(generate, missing, batch_size=64, desc="generate", total=len(missing)):
         state.work["generated"] += sum(counts)
     _log(f"corpus: {len(entries)} files ({state.work['generated']} generated) in {root}")
-    return {str(root / e.relpath): (e.label, e.split) for e in entries}
+    return {join(root, e.relpath): (e.label, e.split) for e in entries}
 
 
-def _write_batch(write_entries: Any, root: Path, seed: int, entries: list[Any]) -> list[int]:
+def _write_batch(write_entries: Any, root: str, seed: int, entries: list[Any]) -> list[int]:
     return [write_entries(root, seed, entries)]
 
 
@@ -254,6 +258,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--feature-version", help="train and evaluate on this stored version (skips extraction)")
     parser.add_argument("--input", help="your own folder of PDFs (local or s3://...); labels = sub-folder names")
     parser.add_argument("--labels", help="with --input: a CSV of path,label rows instead of sub-folder names")
+    parser.add_argument("--mlflow-uri", help="MLflow tracking server (http://...); default: sqlite in the workspace")
     parser.add_argument("--summary", type=Path, help="also write the run summary as JSON to this path")
     return parser.parse_args(argv)
 
@@ -261,6 +266,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     overrides = list(args.overrides) + ([f"embed.device={args.device}"] if args.device else [])
+    overrides += [f"mlflow.tracking_uri={args.mlflow_uri}"] if args.mlflow_uri else []
     tiers = args.ladder_tiers.split(",") if args.tier == "ladder" else [args.tier]
     try:
         configs = {tier: load_config(tier, args.config, overrides) for tier in tiers}

@@ -133,7 +133,7 @@ def train_and_report(config: Any, store: Any, state: Any, version_id: str, creat
             "docs_per_second": _rates(state),
             "device": state.device,
             "work": state.work,
-            "cluster": state.cluster,
+            "cluster": {**state.cluster, "tasks_per_node": dict(state.tasks_per_node)},
             "workspace": str(state.workspace),
             "predictions": str(predictions) if predictions else None,
         }

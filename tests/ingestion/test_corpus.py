@@ -1,6 +1,6 @@
 from collections import Counter
 
-from ingestion.corpus import DEFECTS, CorpusEntry, manifest, render_entry, write_entries
+from ingestion.corpus import DEFECTS, CorpusEntry, manifest, missing_entries, render_entry, write_entries
 from ingestion.extract import extract_text
 from ingestion.templates import LABELS
 
@@ -45,11 +45,15 @@ def test_clean_documents_extract_with_their_class_vocabulary():
     assert extraction.words > 30
 
 
-def test_write_entries_writes_once(tmp_path):
+def test_only_missing_entries_are_written_and_no_temp_files_remain(tmp_path):
     entries = manifest(3, 5, 2, 0.0)
-    assert write_entries(tmp_path, 3, entries) == 7
-    assert write_entries(tmp_path, 3, entries) == 0
-    assert not list(tmp_path.rglob("*.tmp*"))
+    root = str(tmp_path / "corpus")
+    assert write_entries(root, 3, missing_entries(root, entries[:4])) == 4
+    assert missing_entries(root, entries) == entries[4:]
+    assert write_entries(root, 3, missing_entries(root, entries)) == 3
+    assert missing_entries(root, entries) == []
+    assert not [p for p in tmp_path.rglob("*") if ".tmp" in p.name]
+    assert (tmp_path / "corpus" / entries[0].relpath).read_bytes() == render_entry(3, entries[0])
 
 
 def test_label_noise_flips_only_training_labels_at_about_the_configured_rate():
