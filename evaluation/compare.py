@@ -5,7 +5,8 @@
     python -m evaluation.compare --tracking-uri http://127.0.0.1:5000
 
 For each tier it takes the newest finished pipeline run and prints tier x classifier -> accuracy,
-macro-F1 with its bootstrap 95% interval, documents/s per stage and wall time. It writes compare.md
+macro-F1 with its bootstrap 95% interval, and the cost of building that tier's features (documents/s of
+extraction and embedding, wall time) from the newest run of the tier that did the work. It writes compare.md
 and compare.png (learning curve with intervals; throughput and wall time by tier) and logs them to
 MLflow as a run of their own (tag kind=comparison).
 """
@@ -30,10 +31,30 @@ def latest_per_tier(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(chosen.values(), key=lambda r: (TIER_ORDER.get(r["tags"]["tier"], 99), r["tags"]["tier"]))
 
 
+def build_cost(run: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, float]:
+    """Throughput and wall time of the newest run of the tier that actually built features (a rerun or a
+    retrain on a stored version does no extraction or embedding, so its cost says nothing)."""
+    tier = run["tags"]["tier"]
+    build = next((r for r in runs if r["tags"]["tier"] == tier and r["metrics"].get("work.embedded", 0) > 0), run)
+    m = build["metrics"]
+    seconds = {k.removeprefix("seconds."): v for k, v in m.items() if k.startswith("seconds.")}
+    nan = float("nan")
+    return {
+        "extract_docs_s": m["work.extracted"] / seconds["extract"]
+        if m.get("work.extracted") and seconds.get("extract")
+        else nan,
+        "embed_docs_s": m["work.embedded"] / seconds["embed"]
+        if m.get("work.embedded") and seconds.get("embed")
+        else nan,
+        "wall_seconds": sum(seconds.values()) if seconds else nan,
+    }
+
+
 def comparison_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for run in latest_per_tier(runs):
         m = run["metrics"]
+        cost = build_cost(run, runs)
         for name, c in sorted(run["classifiers"].items()):
             rows.append(
                 {
@@ -44,9 +65,7 @@ def comparison_rows(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
                     "macro_f1": c.get("macro_f1", float("nan")),
                     "macro_f1_low": c.get("macro_f1_low", float("nan")),
                     "macro_f1_high": c.get("macro_f1_high", float("nan")),
-                    "extract_docs_s": m.get("docs_per_second.extract", float("nan")),
-                    "embed_docs_s": m.get("docs_per_second.embed", float("nan")),
-                    "wall_seconds": m.get("wall_seconds", float("nan")),
+                    **cost,
                     "run_id": run["run_id"],
                 }
             )

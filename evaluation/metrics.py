@@ -44,15 +44,32 @@ def log_loss_any(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, flo
 def bootstrap_macro_f1(
     y_true: np.ndarray, y_pred: np.ndarray, rounds: int = 1000, seed: int = 0
 ) -> tuple[float, float]:
-    """95% interval of macro-F1 by resampling the held-out documents with replacement."""
-    rng = np.random.default_rng(seed)
-    n = len(y_true)
-    scores = [
-        f1_score(y_true[idx], y_pred[idx], average="macro", zero_division=0)
-        for idx in (rng.integers(0, n, n) for _ in range(rounds))
-    ]
+    """95% interval of macro-F1 by resampling the held-out documents with replacement.
+
+    All rounds at once with bincounts: a loop over sklearn's f1_score took ~2.5 s per classifier.
+    """
+    labels = np.unique(np.concatenate([y_true, y_pred]))
+    t, p = np.searchsorted(labels, y_true), np.searchsorted(labels, y_pred)
+    idx = np.random.default_rng(seed).integers(0, len(t), (rounds, len(t)))
+    scores = macro_f1_rows(t[idx], p[idx], len(labels))
     low, high = np.percentile(scores, [2.5, 97.5])
     return float(low), float(high)
+
+
+def macro_f1_rows(t: np.ndarray, p: np.ndarray, k: int) -> np.ndarray:
+    """Macro-F1 of each row of integer-coded (true, predicted) label arrays, as sklearn computes it with
+    zero_division=0: averaged over the labels present in that row's truth or predictions."""
+    rows = t.shape[0]
+    offsets = (np.arange(rows) * k)[:, None]
+
+    def count(codes: np.ndarray) -> np.ndarray:
+        return np.bincount(codes.ravel(), minlength=rows * k).reshape(rows, k)
+
+    tp = count((offsets + t)[t == p])
+    support, predicted = count(offsets + t), count(offsets + p)
+    present = (support + predicted) > 0
+    f1 = np.divide(2 * tp, support + predicted, out=np.zeros((rows, k)), where=present)
+    return f1.sum(axis=1) / present.sum(axis=1)
 
 
 def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray, bins: int = 10) -> float:

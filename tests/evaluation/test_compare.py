@@ -1,3 +1,5 @@
+import pytest
+
 from evaluation.compare import comparison_rows, format_table, latest_per_tier, plot
 
 
@@ -6,7 +8,14 @@ def _run(tier, start, f1, train_docs):
         "run_id": f"{tier}-{start}",
         "start_time": start,
         "tags": {"tier": tier},
-        "metrics": {"train_documents": train_docs, "wall_seconds": 10.0 * train_docs, "docs_per_second.embed": 30.0},
+        "metrics": {
+            "train_documents": train_docs,
+            "work.embedded": train_docs,
+            "work.extracted": train_docs,
+            "seconds.embed": train_docs / 30.0,
+            "seconds.extract": train_docs / 100.0,
+            "seconds.train": 9.0 * train_docs - train_docs / 30.0 - train_docs / 100.0,
+        },
         "classifiers": {
             "logreg": {"accuracy": f1, "macro_f1": f1, "macro_f1_low": f1 - 0.05, "macro_f1_high": f1 + 0.04}
         },
@@ -21,6 +30,16 @@ def test_newest_run_per_tier_in_tier_order():
 def test_table_and_plot(tmp_path):
     rows = comparison_rows([_run("1k", 3, 0.8, 1000), _run("50", 2, 0.4, 50)])
     table = format_table(rows)
-    assert "| 50 | 50 | logreg | 0.400 | 0.400 [0.350, 0.440] | - | 30.0 | 500.0 |" in table
+    assert "| 50 | 50 | logreg | 0.400 | 0.400 [0.350, 0.440] | 100.0 | 30.0 | 450.0 |" in table
     assert table.index("| 50 |") < table.index("| 1k |")
     assert plot(rows, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_cost_comes_from_the_run_that_built_the_features():
+    from evaluation.compare import build_cost
+
+    retrain = _run("1k", 5, 0.8, 1000)
+    retrain["metrics"] = {"train_documents": 1000, "work.embedded": 0, "seconds.train": 3.0}
+    built = _run("1k", 1, 0.8, 1000)
+    cost = build_cost(retrain, [retrain, built])
+    assert cost["embed_docs_s"] == pytest.approx(30.0) and cost["wall_seconds"] > 3.0

@@ -48,3 +48,14 @@ def test_log_loss_matches_sklearn_and_survives_unseen_classes():
     y = np.array(["a", "b", "b"])
     assert abs(log_loss_any(y, proba, classes) - log_loss(y, proba, labels=list(classes))) < 1e-9
     assert log_loss_any(np.array(["a", "c"]), proba[:2], classes) > 8  # "c" was never seen: p = 1e-7
+
+
+def test_vectorised_macro_f1_matches_sklearn():
+    from sklearn.metrics import f1_score
+
+    from evaluation.metrics import macro_f1_rows
+
+    rng = np.random.default_rng(3)
+    t, p = rng.integers(0, 5, (20, 40)), rng.integers(0, 4, (20, 40))
+    expected = [f1_score(t[i], p[i], average="macro", zero_division=0) for i in range(20)]
+    np.testing.assert_allclose(macro_f1_rows(t, p, 5), expected)
