@@ -40,7 +40,7 @@ class ExtractConfig:
     backend: str = "pypdfium2"
     fallback: str = "pypdf"
     timeout_s: float = 30.0
-    files_per_task: int = 16
+    files_per_task: int = 32
     max_pages: int = 500
     max_bytes: int = 50 * 1024 * 1024
     min_chars: int = 30

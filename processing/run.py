@@ -182,7 +182,7 @@ def build_features(
                 pool.dim,
             )
         with clock.stage("embed"):
-            texts = store.iter_texts(todo, extractor)
+            texts = store.iter_texts(store.by_length(todo, extractor), extractor)
             for keys, vectors in pool.embed(texts, config.embed.texts_per_call, total=len(todo)):
                 store.add_embeddings(keys, vectors, embedder)
                 work["embedded"] += len(keys)
@@ -192,7 +192,14 @@ def build_features(
     # 4. An immutable, content-addressed feature version.
     with clock.stage("commit"):
         c = config.corpus
-        params = {"max_chars": e.max_chars, "backend": e.backend, "token_budget": e.token_budget}
+        from importlib.metadata import version
+
+        params = {
+            "max_chars": e.max_chars,
+            "backend": e.backend,
+            "token_budget": e.token_budget,
+            "docscale": version("docscale"),
+        }
         if not input_dir:  # what made the generated corpus is part of the features' identity
             params |= {"seed": c.seed, "bad_file_rate": c.bad_file_rate, "label_noise": c.label_noise}
         version_id, created = store.commit_version(members, state.source, extractor, embedder, params)

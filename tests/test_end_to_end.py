@@ -138,6 +138,10 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert main([*travel_args, "--feature-version", "fv-doesnotexist"]) == 1
     assert "no feature version 'fv-doesnotexist'" in capsys.readouterr().err
 
+    # The ladder (one tier here, all cached) runs the tier again, then the comparison.
+    assert main([*ARGS, "--workspace", str(workspace), "--tier", "ladder", "--ladder-tiers", "50"]) == 0
+    assert "| 50 | " in capsys.readouterr().out
+
     # The comparison reads these runs back from MLflow.
     from evaluation import compare
 

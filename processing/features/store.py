@@ -294,6 +294,18 @@ class FeatureStore:
         self.con.unregister("wanted")
         return [r[0] for r in rows]
 
+    def by_length(self, hashes: Sequence[str], extractor: str) -> list[str]:
+        """The hashes ordered by extracted text length, so each embedding call holds texts of similar
+        length and pads little."""
+        self.con.register("wanted", pa.table({"content_hash": list(hashes)}))
+        rows = self.con.execute(
+            """SELECT w.content_hash FROM wanted w LEFT JOIN extractions e
+               ON e.content_hash = w.content_hash AND e.extractor = ? ORDER BY coalesce(e.chars, 0), w.content_hash""",
+            [extractor],
+        ).fetchall()
+        self.con.unregister("wanted")
+        return [r[0] for r in rows]
+
     def iter_texts(self, hashes: Sequence[str], extractor: str, chunk: int = 512) -> Iterator[tuple[str, str]]:
         """(hash, text) for the given hashes, fetched a chunk at a time so memory stays bounded."""
         for start in range(0, len(hashes), chunk):
