@@ -52,6 +52,7 @@ class EmbedConfig:
     device: str = "auto"
     backend: str = "torch"
     token_budget: int = 256
+    stream: str = "auto"  # embed while extracting: auto = when the cluster has GPUs; on; off
     batch_size: int = 64
     max_chars: int = 2000
     texts_per_call: int = 256
@@ -178,6 +179,8 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
         return str(value) if value is not None else ""
     if hint is str and value is None:
         return ""
+    if hint is str and isinstance(value, bool):  # YAML reads a bare on/off as a boolean
+        return "on" if value else "off"
     raise ConfigError(f"{source}: {key} must be {hint.__name__}; got {value!r}")
 
 
@@ -213,6 +216,8 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"extract.fallback must be pypdf, pypdfium2 or empty; got {config.extract.fallback!r}")
     if config.extract.timeout_s <= 0:
         raise ConfigError(f"extract.timeout_s must be > 0; got {config.extract.timeout_s}")
+    if config.embed.stream not in ("auto", "on", "off"):
+        raise ConfigError(f"embed.stream must be auto, on or off; got {config.embed.stream!r}")
     if config.embed.backend not in ("torch", "onnx-int8"):
         raise ConfigError(f"embed.backend must be torch or onnx-int8; got {config.embed.backend!r}")
     if config.embed.device not in DEVICES:

@@ -166,10 +166,11 @@ class EmbedPool:
     """One actor per GPU when the cluster has GPUs, else one CPU actor holding all cores of a node.
 
     On CPU one actor with N torch threads beats N single-thread actors on small machines: the model is
-    loaded once and matrix multiplies parallelise well inside torch.
+    loaded once and matrix multiplies parallelise well inside torch. `cpu_share` < 1 leaves cores to
+    extraction tasks while both run (streaming).
     """
 
-    def __init__(self, model_spec: str, device: str, **options: Any) -> None:
+    def __init__(self, model_spec: str, device: str, cpu_share: float = 1.0, **options: Any) -> None:
         """options: the rest of processing.embed.Embedder's keyword arguments (batch_size, max_chars, ...)."""
         gpus = int(ray.cluster_resources().get("GPU", 0))
         use_gpu = device == "cuda" or (device == "auto" and gpus > 0)
@@ -180,43 +181,58 @@ class EmbedPool:
             ]
         else:
             node_cpus = max(int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n.get("Alive"))
-            self.actors = [_EmbedActor.options(num_cpus=node_cpus).remote(model_spec, "cpu", node_cpus, options)]
+            cpus = max(1, int(node_cpus * cpu_share))
+            self.actors = [_EmbedActor.options(num_cpus=cpus).remote(model_spec, "cpu", cpus, options)]
         self.device = ray.get(self.actors[0].device.remote())
         self.dim = ray.get(self.actors[0].dim.remote())
+        self.pending: dict[ray.ObjectRef, int] = {}
+        self.load = [0] * len(self.actors)
+
+    @property
+    def busy(self) -> bool:
+        """True while every actor already has two calls queued: submitting more only adds memory."""
+        return min(self.load) >= 2
+
+    def submit(self, keys: list[str], texts: list[str]) -> None:
+        actor = min(range(len(self.actors)), key=self.load.__getitem__)
+        self.pending[self.actors[actor].encode.remote(keys, texts)] = actor
+        self.load[actor] += 1
+
+    def finished(self, wait: bool) -> Iterator[tuple[list[str], np.ndarray]]:
+        """Results of calls that are done; with wait, block until at least one is (if any is pending)."""
+        while self.pending:
+            done, _ = ray.wait(list(self.pending), num_returns=1, timeout=None if wait else 0)
+            if not done:
+                return
+            self.load[self.pending.pop(done[0])] -= 1
+            yield ray.get(done[0])
+            wait = False
 
     def embed(
         self, items: Iterable[tuple[str, str]], texts_per_call: int, total: int
     ) -> Iterator[tuple[list[str], np.ndarray]]:
         """Embed (key, text) pairs; yields (keys, vectors) per call, keeping two calls queued per actor."""
-        pending: dict[ray.ObjectRef, int] = {}
-        load = [0] * len(self.actors)
         progress = Progress("embed", total)
-
-        def drain(limit: int) -> Iterator[tuple[list[str], np.ndarray]]:
-            while len(pending) > limit:
-                done, _ = ray.wait(list(pending), num_returns=1)
-                load[pending.pop(done[0])] -= 1
-                keys, vectors = ray.get(done[0])
-                progress.update(len(keys))
-                yield keys, vectors
-
         batch: list[tuple[str, str]] = []
 
-        def submit() -> None:
-            actor = min(range(len(self.actors)), key=load.__getitem__)
-            keys, texts = [k for k, _ in batch], [t for _, t in batch]
-            pending[self.actors[actor].encode.remote(keys, texts)] = actor
-            load[actor] += 1
+        def flush() -> None:
+            self.submit([k for k, _ in batch], [t for _, t in batch])
+            batch.clear()
 
         for item in items:
             batch.append(item)
             if len(batch) == texts_per_call:
-                submit()
-                batch = []
-                yield from drain(2 * len(self.actors) - 1)
+                flush()
+                while self.busy:
+                    for keys, vectors in self.finished(wait=True):
+                        progress.update(len(keys))
+                        yield keys, vectors
         if batch:
-            submit()
-        yield from drain(0)
+            flush()
+        while self.pending:
+            for keys, vectors in self.finished(wait=True):
+                progress.update(len(keys))
+                yield keys, vectors
         progress.close()
 
     def close(self) -> None:

@@ -127,6 +127,34 @@ def build_features(
             _log(f"input: {len(labels)} files in {input_dir}, {sum(f.split == 'predict' for f in inputs)} unlabelled")
         else:
             labels = generate_corpus(config, state, engine)
+    e = config.embed
+    embedder = state.embedder = embedder_id(e.model, e.max_chars, e.backend, e.token_budget)
+    state.device = _resolve_device(e.device)
+    pool = None
+
+    def open_pool(cpu_share: float) -> Any:
+        with clock.stage("model_load"):
+            opened = engine.EmbedPool(
+                e.model,
+                e.device,
+                cpu_share=cpu_share,
+                batch_size=e.batch_size,
+                max_chars=e.max_chars,
+                backend=e.backend,
+                token_budget=e.token_budget,
+                cache_dir=state.workspace / "models",
+            )
+            state.device = opened.device
+            params = {"max_chars": e.max_chars, "backend": e.backend, "token_budget": e.token_budget}
+            store.register_embedder(embedder, e.model, params, opened.dim)
+        return opened
+
+    # Streaming: with a GPU, embed fresh extractions while later files are still being extracted, so the
+    # GPU works while the CPUs extract. On CPU both would fight over the same cores (off unless asked).
+    if e.stream == "on" or (e.stream == "auto" and cluster.gpus > 0):
+        pool = open_pool(cpu_share=0.5)
+    streamer = _Streamer(pool, store, embedder, e.texts_per_call, work) if pool else None
+
     # 2. Extraction on Ray; cached by content hash, committed batch by batch.
     x = config.extract
     extractor = extractor_version(x.backend, x.fallback or None)
@@ -151,42 +179,28 @@ def build_features(
         for records in batches:
             store.record_files(state.run_id, extractor, records, labels)
             work["extracted"] += sum(r.extraction is not None for r in records)
+            if streamer:
+                streamer.add(records)
+        if streamer:
+            streamer.finish()
         work["duplicates"] = store.mark_duplicates(state.run_id)
     _log(f"extract: {work['extracted']} extracted, outcomes {store.outcome_counts(state.run_id)}")
     state.tasks_per_node = dict(engine.TASKS_PER_NODE)
 
     # 3. Embedding on a Ray actor pool; cached by (content hash, embedder). Unlabelled documents too:
-    #    they get predictions at the end.
+    #    they get predictions at the end. After streaming, only cached extractions may be left.
     members = store.members(state.run_id)
-    e = config.embed
-    embedder = state.embedder = embedder_id(e.model, e.max_chars, e.backend, e.token_budget)
     wanted = [m.content_hash for m in members] + [h for _, h in store.unlabelled(state.run_id)]
     todo = store.missing_embeddings(wanted, embedder)
-    state.device = _resolve_device(config.embed.device)
     if todo:
-        with clock.stage("model_load"):
-            pool = engine.EmbedPool(
-                e.model,
-                e.device,
-                batch_size=e.batch_size,
-                max_chars=e.max_chars,
-                backend=e.backend,
-                token_budget=e.token_budget,
-                cache_dir=state.workspace / "models",
-            )
-            state.device = pool.device
-            store.register_embedder(
-                embedder,
-                e.model,
-                {"max_chars": e.max_chars, "backend": e.backend, "token_budget": e.token_budget},
-                pool.dim,
-            )
+        pool = pool or open_pool(cpu_share=1.0)
         with clock.stage("embed"):
             texts = store.iter_texts(store.by_length(todo, extractor), extractor)
-            for keys, vectors in pool.embed(texts, config.embed.texts_per_call, total=len(todo)):
+            for keys, vectors in pool.embed(texts, e.texts_per_call, total=len(todo)):
                 store.add_embeddings(keys, vectors, embedder)
                 work["embedded"] += len(keys)
-            pool.close()
+    if pool:
+        pool.close()
     _log(f"embed: {work['embedded']} embedded on {state.device} ({len(set(wanted)) - len(todo)} cached)")
 
     # 4. An immutable, content-addressed feature version.
@@ -205,6 +219,48 @@ def build_features(
         version_id, created = store.commit_version(members, state.source, extractor, embedder, params)
     _log(f"features: {version_id} ({'new' if created else 'reused'})")
     return version_id, created
+
+
+class _Streamer:
+    """Feeds freshly extracted texts to the embedding pool while extraction goes on."""
+
+    def __init__(self, pool: Any, store: Any, embedder: str, per_call: int, work: dict[str, int]) -> None:
+        self.pool, self.store, self.embedder, self.per_call, self.work = pool, store, embedder, per_call, work
+        self.buffer: list[tuple[str, str]] = []
+        self.seen: set[str] = set()
+        work["embedded_while_extracting"] = 0
+
+    def add(self, records: list[Any]) -> None:
+        from ingestion.extract import USABLE
+
+        fresh = {
+            r.content_hash: r.extraction.text
+            for r in records
+            if r.extraction and r.extraction.outcome in USABLE and r.content_hash not in self.seen
+        }
+        self.seen.update(fresh)
+        missing = self.store.missing_embeddings(list(fresh), self.embedder) if fresh else []
+        self.buffer.extend((h, fresh[h]) for h in missing)
+        while len(self.buffer) >= self.per_call and not self.pool.busy:
+            self._submit(self.buffer[: self.per_call])
+            del self.buffer[: self.per_call]
+        self._collect(wait=False)
+
+    def finish(self) -> None:
+        if self.buffer:
+            self._submit(self.buffer)
+            self.buffer = []
+        while self.pool.pending:
+            self._collect(wait=True)
+
+    def _submit(self, items: list[tuple[str, str]]) -> None:
+        self.pool.submit([h for h, _ in items], [t for _, t in items])
+
+    def _collect(self, wait: bool) -> None:
+        for keys, vectors in self.pool.finished(wait=wait):
+            self.store.add_embeddings(keys, vectors, self.embedder)
+            self.work["embedded"] += len(keys)
+            self.work["embedded_while_extracting"] += len(keys)
 
 
 def generate_corpus(config: Config, state: RunState, engine: Any) -> dict[str, tuple[str | None, str]]:

@@ -196,3 +196,33 @@ def test_users_own_folder_end_to_end(tmp_path, ray_session):
     assert len(predictions) == 2 and predictions[1].startswith(str(root / "loose.pdf"))
 
     assert main([*args[:2], "--labels", str(tmp_path / "absent.csv"), *args[2:]]) == 2
+
+
+def test_streaming_embeds_during_extraction_and_lands_on_the_same_version(tmp_path, ray_session):
+    small = [
+        "--tier",
+        "50",
+        "--set",
+        "corpus.heldout_size=20",
+        "--set",
+        "train.classifiers=logreg",
+        "--set",
+        "embed.texts_per_call=8",
+        "--set",
+        "extract.files_per_task=4",
+        "--device",
+        "cpu",
+    ]
+    summaries = {}
+    for mode in ("off", "on"):
+        path = tmp_path / f"{mode}.json"
+        assert (
+            main([*small, "--set", f"embed.stream={mode}", "--workspace", str(tmp_path / mode), "--summary", str(path)])
+            == 0
+        )
+        summaries[mode] = json.loads(path.read_text())
+    assert summaries["on"]["work"]["embedded_while_extracting"] > 0
+    assert summaries["on"]["work"]["embedded"] == summaries["off"]["work"]["embedded"]
+    assert summaries["on"]["feature_version"] == summaries["off"]["feature_version"]
+    on, off = summaries["on"]["classifiers"]["logreg"], summaries["off"]["classifiers"]["logreg"]
+    assert on["macro_f1"] == pytest.approx(off["macro_f1"], abs=0.02)  # same vectors up to float noise
