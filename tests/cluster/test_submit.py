@@ -4,10 +4,12 @@ MLflow tracking server, and a worker node killed mid-job."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 
 import duckdb
 import pytest
@@ -112,32 +114,34 @@ def test_worker_node_dies_mid_job_and_nothing_is_lost_or_doubled(cluster, tmp_pa
     workspace = tmp_path / "ws"
     args = [*RUN_ARGS, "--set", "corpus.heldout_size=200"]
     killed = threading.Event()
+    env = {**cluster.env, "DOCSCALE_PROGRESS_SECONDS": "0"}  # forwarded to the job: a line per embedding call
 
     def kill_worker_when_embedding() -> None:
-        # Poll the job's logs; kill the worker node as soon as embedding has started.
+        # Poll the job's logs; kill the worker node once the first embeddings are in, before the end.
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed.is_set():
             logs = subprocess.run(
                 [str(BIN / "ray"), "job", "logs", "--address", cluster.address, "node-kill-1"],
-                env=cluster.env,
+                env=env,
                 capture_output=True,
                 text=True,
-            )
-            if "[docscale] embed: " in logs.stdout or "model_load" in logs.stdout:
+            ).stdout
+            if re.search(r"\[docscale\] embed: (1[6-9]|[2-9]\d|\d{3})/", logs):
                 kill_matching(cluster.worker_marker)
-                killed.set()
+                if "[docscale] features:" not in logs:  # still mid-job when the node died
+                    killed.set()
                 return
-            time.sleep(0.5)
+            time.sleep(0.3)
 
     watcher = threading.Thread(target=kill_worker_when_embedding, daemon=True)
     watcher.start()
-    first = submit(cluster, workspace, "--submission-id", "node-kill-1", run_args=args)
+    first = submit(replace(cluster, env=env), workspace, "--submission-id", "node-kill-1", run_args=args)
     watcher.join(timeout=5)
-    assert killed.is_set(), "the worker node was never killed: " + first.stdout[-2000:]
+    assert killed.is_set(), "the worker node was not killed mid-job: " + first.stdout[-2000:]
     outcome = "completed" if first.returncode == 0 else "failed"
     if first.returncode != 0:
         # A clear failure is acceptable; the rerun must then finish from the cache.
-        second = submit(cluster, workspace, "--submission-id", "node-kill-2", run_args=args)
+        second = submit(replace(cluster, env=env), workspace, "--submission-id", "node-kill-2", run_args=args)
         assert second.returncode == 0, second.stdout[-3000:]
     summary = json.loads((workspace / "summary.json").read_text())
     total = 50 + 200
