@@ -1,13 +1,7 @@
 """The versioned feature store (DuckDB). `python -m processing.features --help` for its CLI."""
 
-from processing.features.store import (
-    Features,
-    FeatureStore,
-    Member,
-    UnknownVersionError,
-    WorkspaceLockedError,
-    version_id_for,
-)
+from processing.features.store import FeatureStore, WorkspaceLockedError
+from processing.features.versions import Features, Member, UnknownVersionError, version_id_for
 
 __all__ = [
     "FeatureStore",

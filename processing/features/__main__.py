@@ -15,7 +15,8 @@ import json
 import sys
 from pathlib import Path
 
-from processing.features.store import FeatureStore, UnknownVersionError, WorkspaceLockedError
+from processing.features.store import FeatureStore, WorkspaceLockedError
+from processing.features.versions import UnknownVersionError
 
 
 def main(argv: list[str] | None = None) -> int:

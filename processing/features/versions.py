@@ -1,0 +1,184 @@
+"""Immutable, content-addressed feature versions: commit, load, list, diff, export.
+
+Part of FeatureStore (processing/features/store.py), kept apart to keep each file about one thing; it
+reaches DuckDB only through the store's connection.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+
+class UnknownVersionError(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Member:
+    content_hash: str
+    label: str
+    split: str
+
+
+@dataclass
+class Features:
+    version_id: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_heldout: np.ndarray
+    y_heldout: np.ndarray
+
+
+class VersionsMixin:
+    """The version half of FeatureStore; expects the store's `con`, `_one`, `_transaction`, `embedder_dim`."""
+
+    con: Any
+
+    # -- feature versions -------------------------------------------------------------------------
+    def commit_version(
+        self, members: Sequence[Member], source: str, extractor: str, embedder: str, params: dict[str, Any]
+    ) -> tuple[str, bool]:
+        """Commit an immutable version; returns (version_id, created). Same inputs -> same id."""
+        version_id = version_id_for(members, extractor, embedder, params)
+        if self._one("SELECT 1 FROM feature_versions WHERE version_id = ?", [version_id]):
+            return version_id, False
+        parent = self._one(
+            "SELECT version_id FROM feature_versions WHERE embedder = ? ORDER BY created_at DESC LIMIT 1",
+            [embedder],
+        )
+        dim = self.embedder_dim(embedder)
+        n_train = sum(m.split == "train" for m in members)
+        table = pa.table(
+            {
+                "version_id": [version_id] * len(members),
+                "content_hash": [m.content_hash for m in members],
+                "label": [m.label for m in members],
+                "split": [m.split for m in members],
+            }
+        )
+        with self._transaction():
+            self.con.execute(
+                "INSERT INTO feature_versions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    version_id,
+                    parent[0] if parent else None,
+                    source,
+                    extractor,
+                    embedder,
+                    json.dumps(params),
+                    _now(),
+                    n_train,
+                    len(members) - n_train,
+                    len({m.label for m in members}),
+                    dim,
+                ],
+            )
+            self.con.register("new_members", table)
+            self.con.execute("INSERT INTO feature_members SELECT * FROM new_members")
+            self.con.unregister("new_members")
+        return version_id, True
+
+    def load_features(self, version_id: str) -> Features:
+        info = self.version(version_id)
+        table = self.con.sql(
+            f"""SELECT m.split, m.label, e.vector FROM feature_members m
+               JOIN embeddings_{int(info["dim"])} e ON e.content_hash = m.content_hash AND e.embedder = $embedder
+               WHERE m.version_id = $version ORDER BY m.split, m.content_hash""",
+            params={"embedder": info["embedder"], "version": version_id},
+        ).to_arrow_table()
+        expected = info["n_train"] + info["n_heldout"]
+        if table.num_rows != expected:
+            raise RuntimeError(f"feature version {version_id}: {table.num_rows} vectors for {expected} members")
+        split = np.asarray(table["split"].to_pylist())
+        labels = np.asarray(table["label"].to_pylist())
+        vectors = table["vector"].combine_chunks()
+        x = vectors.flatten().to_numpy().reshape(table.num_rows, -1)
+        train, heldout = split == "train", split == "heldout"
+        return Features(version_id, x[train], labels[train], x[heldout], labels[heldout])
+
+    def load_texts(self, version_id: str) -> tuple[list[str], list[str]]:
+        """(train texts, held-out texts) of a version, in the same order as load_features' rows."""
+        info = self.version(version_id)
+        rows = self.con.execute(
+            """SELECT m.split, e.text FROM feature_members m
+               JOIN extractions e ON e.content_hash = m.content_hash AND e.extractor = ?
+               WHERE m.version_id = ? ORDER BY m.split, m.content_hash""",
+            [info["extractor"], version_id],
+        ).fetchall()
+        return [t for s, t in rows if s == "train"], [t for s, t in rows if s == "heldout"]
+
+    def version(self, version_id: str) -> dict[str, Any]:
+        cur = self.con.execute("SELECT * FROM feature_versions WHERE version_id = ?", [version_id])
+        rows = cur.fetchall()
+        if not rows:
+            raise UnknownVersionError(
+                f"no feature version {version_id!r}; list them with python -m processing.features list"
+            )
+        return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
+
+    def versions(self) -> list[dict[str, Any]]:
+        cur = self.con.execute("SELECT * FROM feature_versions ORDER BY created_at")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+
+    def diff(self, a: str, b: str) -> dict[str, Any]:
+        """What changed from version a to version b: members added, removed, relabelled; params."""
+        va, vb = self.version(a), self.version(b)
+        rows = self.con.execute(
+            """SELECT
+                 count(*) FILTER (WHERE x.content_hash IS NULL),
+                 count(*) FILTER (WHERE y.content_hash IS NULL),
+                 count(*) FILTER (WHERE x.content_hash IS NOT NULL AND y.content_hash IS NOT NULL
+                                  AND x.label <> y.label)
+               FROM (SELECT * FROM feature_members WHERE version_id = ?) x
+               FULL OUTER JOIN (SELECT * FROM feature_members WHERE version_id = ?) y
+                 ON x.content_hash = y.content_hash AND x.split = y.split""",
+            [a, b],
+        ).fetchall()[0]
+        changed = {k: (va[k], vb[k]) for k in ("source", "extractor", "embedder", "params", "dim") if va[k] != vb[k]}
+        return {"a": a, "b": b, "added": rows[0], "removed": rows[1], "relabelled": rows[2], "changed": changed}
+
+    def export(self, version_id: str, folder: Path) -> list[Path]:
+        """Write a version's members and vectors as Parquet (one file per split) plus its lineage as JSON."""
+        info = self.version(version_id)
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        written = []
+        for split in ("train", "heldout"):
+            target = folder / f"{split}.parquet"
+            self.con.execute(
+                f"""COPY (SELECT m.content_hash, m.label, e.vector FROM feature_members m
+                    JOIN embeddings_{int(info["dim"])} e ON e.content_hash = m.content_hash AND e.embedder = ?
+                    WHERE m.version_id = ? AND m.split = ? ORDER BY m.content_hash)
+                    TO '{_sql_path(target)}' (FORMAT parquet)""",
+                [info["embedder"], version_id, split],
+            )
+            written.append(target)
+        lineage = folder / "version.json"
+        lineage.write_text(json.dumps(info, indent=2, default=str))
+        return [*written, lineage]
+
+
+def version_id_for(members: Sequence[Member], extractor: str, embedder: str, params: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    digest.update(json.dumps([extractor, embedder, params], sort_keys=True).encode())
+    for m in sorted(members, key=lambda m: (m.split, m.content_hash)):
+        digest.update(f"{m.split}\t{m.content_hash}\t{m.label}\n".encode())
+    return "fv-" + digest.hexdigest()[:16]
+
+
+def _sql_path(path: Path) -> str:
+    return str(Path(path).resolve()).replace("'", "''")
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
