@@ -53,6 +53,7 @@ class EmbedConfig:
     backend: str = "torch"
     token_budget: int = 256
     stream: str = "auto"  # embed while extracting: auto = when the cluster has GPUs; on; off
+    actor_resource: str = ""  # a custom Ray resource the embedding actor must sit on ("" = anywhere)
     batch_size: int = 64
     max_chars: int = 2000
     texts_per_call: int = 256

@@ -162,6 +162,10 @@ class _EmbedActor:
         return self.embedder.dim
 
 
+class EmbeddingLost(RuntimeError):
+    pass
+
+
 class EmbedPool:
     """One actor per GPU when the cluster has GPUs, else one CPU actor holding all cores of a node.
 
@@ -170,19 +174,23 @@ class EmbedPool:
     extraction tasks while both run (streaming).
     """
 
-    def __init__(self, model_spec: str, device: str, cpu_share: float = 1.0, **options: Any) -> None:
-        """options: the rest of processing.embed.Embedder's keyword arguments (batch_size, max_chars, ...)."""
+    def __init__(
+        self, model_spec: str, device: str, cpu_share: float = 1.0, resource: str = "", **options: Any
+    ) -> None:
+        """resource: a custom Ray resource the actor must sit on (e.g. a node label such as "gpu_pool").
+        options: the rest of processing.embed.Embedder's keyword arguments (batch_size, max_chars, ...)."""
+        placement = {"resources": {resource: 0.01}} if resource else {}
         gpus = int(ray.cluster_resources().get("GPU", 0))
         use_gpu = device == "cuda" or (device == "auto" and gpus > 0)
         if use_gpu:
             self.actors = [
-                _EmbedActor.options(num_gpus=1, num_cpus=1).remote(model_spec, "cuda", 1, options)
+                _EmbedActor.options(num_gpus=1, num_cpus=1, **placement).remote(model_spec, "cuda", 1, options)
                 for _ in range(max(gpus, 1))
             ]
         else:
             node_cpus = max(int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n.get("Alive"))
             cpus = max(1, int(node_cpus * cpu_share))
-            self.actors = [_EmbedActor.options(num_cpus=cpus).remote(model_spec, "cpu", cpus, options)]
+            self.actors = [_EmbedActor.options(num_cpus=cpus, **placement).remote(model_spec, "cpu", cpus, options)]
         self.device = ray.get(self.actors[0].device.remote())
         self.dim = ray.get(self.actors[0].dim.remote())
         self.pending: dict[ray.ObjectRef, int] = {}
@@ -205,7 +213,14 @@ class EmbedPool:
             if not done:
                 return
             self.load[self.pending.pop(done[0])] -= 1
-            yield ray.get(done[0])
+            try:
+                result = ray.get(done[0])
+            except ray.exceptions.RayActorError as exc:
+                raise EmbeddingLost(
+                    "the embedding actor died (its node or process was lost); everything embedded so far is "
+                    "saved: run the same command again to resume from the cache"
+                ) from exc
+            yield result
             wait = False
 
     def embed(

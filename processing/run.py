@@ -138,6 +138,7 @@ def build_features(
                 e.model,
                 e.device,
                 cpu_share=cpu_share,
+                resource=e.actor_resource,
                 batch_size=e.batch_size,
                 max_chars=e.max_chars,
                 backend=e.backend,
@@ -349,6 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     from evaluation.report import format_summary, write_summary
     from ingestion.sources import InputError
     from processing.embed import ModelNotFoundError
+    from processing.engine import EmbeddingLost
     from processing.features import UnknownVersionError, WorkspaceLockedError
 
     summaries = []
@@ -360,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except (WorkspaceLockedError, ModelNotFoundError, UnknownVersionError) as exc:  # user-fixable: one line
+        except (WorkspaceLockedError, ModelNotFoundError, UnknownVersionError, EmbeddingLost) as exc:  # one line
             print(f"error: {exc}", file=sys.stderr)
             return 1
         print(format_summary(summary) + "\n")

@@ -135,14 +135,16 @@ def test_worker_node_dies_mid_job_and_nothing_is_lost_or_doubled(cluster, tmp_pa
 
     watcher = threading.Thread(target=kill_worker_when_embedding, daemon=True)
     watcher.start()
-    first = submit(replace(cluster, env=env), workspace, "--submission-id", "node-kill-1", run_args=args)
+    # The embedding actor is pinned to the worker node, so the kill takes it down mid-stream: the job must
+    # fail with a clear message, and the same command again must finish from what was saved.
+    pinned = [*args, "--set", "embed.actor_resource=worker_node"]
+    first = submit(replace(cluster, env=env), workspace, "--submission-id", "node-kill-1", run_args=pinned)
     watcher.join(timeout=5)
     assert killed.is_set(), "the worker node was not killed mid-job: " + first.stdout[-2000:]
-    outcome = "completed" if first.returncode == 0 else "failed"
-    if first.returncode != 0:
-        # A clear failure is acceptable; the rerun must then finish from the cache.
-        second = submit(replace(cluster, env=env), workspace, "--submission-id", "node-kill-2", run_args=args)
-        assert second.returncode == 0, second.stdout[-3000:]
+    assert first.returncode != 0, first.stdout[-4000:]
+    assert "run the same command again to resume from the cache" in first.stdout + first.stderr
+    second = submit(replace(cluster, env=env), workspace, "--submission-id", "node-kill-2", run_args=args)
+    assert second.returncode == 0, second.stdout[-3000:]
     summary = json.loads((workspace / "summary.json").read_text())
     total = 50 + 200
     assert summary["documents"] == total
@@ -155,4 +157,8 @@ def test_worker_node_dies_mid_job_and_nothing_is_lost_or_doubled(cluster, tmp_pa
         assert rows == (total, total)  # every file exactly once in the finishing run
         ok = summary["outcomes"].get("ok", 0) + summary["outcomes"].get("fallback_ok", 0)
         assert con.execute("SELECT count(*) FROM embeddings_384").fetchone()[0] == ok
-    print(f"\nnode kill: first job {outcome}")
+        statuses = sorted(r[0] for r in con.execute("SELECT status FROM runs").fetchall())
+        assert statuses == ["failed", "finished"]
+    assert summary["work"]["extracted"] == 0  # the failed job's extractions were all kept
+    assert summary["work"]["embedded"] <= ok - 16  # and so were its committed embeddings
+    print(f"\nnode kill: rerun embedded {summary['work']['embedded']} of {ok}")
