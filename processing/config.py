@@ -40,7 +40,8 @@ class ExtractConfig:
     backend: str = "pypdfium2"
     fallback: str = "pypdf"
     timeout_s: float = 30.0
-    files_per_task: int = 32
+    files_per_task: int = 128  # the largest task; tasks shrink to min_files_per_task as the input runs out
+    min_files_per_task: int = 8
     max_pages: int = 500
     max_bytes: int = 50 * 1024 * 1024
     min_chars: int = 30
@@ -190,6 +191,7 @@ def _validate(config: Config) -> None:
         "corpus.train_size": config.corpus.train_size,
         "corpus.heldout_size": config.corpus.heldout_size,
         "extract.files_per_task": config.extract.files_per_task,
+        "extract.min_files_per_task": config.extract.min_files_per_task,
         "extract.max_pages": config.extract.max_pages,
         "extract.max_bytes": config.extract.max_bytes,
         "embed.batch_size": config.embed.batch_size,
@@ -215,6 +217,11 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"extract.backend must be one of {', '.join(backends)}; got {config.extract.backend!r}")
     if config.extract.fallback not in (*backends, ""):
         raise ConfigError(f"extract.fallback must be pypdf, pypdfium2 or empty; got {config.extract.fallback!r}")
+    if config.extract.min_files_per_task > config.extract.files_per_task:
+        raise ConfigError(
+            f"extract.min_files_per_task ({config.extract.min_files_per_task}) must not exceed "
+            f"extract.files_per_task ({config.extract.files_per_task}): lower it or raise files_per_task"
+        )
     if config.extract.timeout_s <= 0:
         raise ConfigError(f"extract.timeout_s must be > 0; got {config.extract.timeout_s}")
     if config.embed.stream not in ("auto", "on", "off"):

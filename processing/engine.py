@@ -5,7 +5,9 @@ tests and a cluster submission all go through here, and only the address and res
 
 from __future__ import annotations
 
+import math
 import os
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -59,8 +61,68 @@ TASKS_PER_NODE: Counter[str] = Counter()
 
 
 @ray.remote(max_retries=TASK_RETRIES)
-def _call(fn: Callable[[Any], Any], batch: Any) -> tuple[str, Any]:
-    return ray.get_runtime_context().get_node_id(), fn(batch)
+def _call(fn: Callable[[Any], Any], batch: Any, item_deadline_s: float | None = None) -> tuple[str, Any]:
+    node = ray.get_runtime_context().get_node_id()
+    if item_deadline_s is None:
+        return node, fn(batch)
+    results: list[Any] = []
+    with Watchdog(item_deadline_s) as watchdog:
+        for item in batch:  # one item at a time, so that the watchdog times each item, not the batch
+            watchdog.item_started()
+            results.extend(fn([item]))
+    return node, results
+
+
+class Watchdog:
+    """Ends this worker process when one item runs past `deadline_s`.
+
+    A hang inside C code (PDFium) cannot be interrupted from Python: a signal handler only runs once the
+    call returns. Killing the process is the one sure stop; ctypes releases the GIL during the call, so
+    this thread still runs. The driver sees the worker crash and retries the batch's items one by one,
+    which isolates the item that hangs. It bounds the cost of a hang by the item's deadline, however
+    large the batch.
+    """
+
+    def __init__(self, deadline_s: float) -> None:
+        self.deadline_s = deadline_s
+        self._started = time.monotonic()
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def item_started(self) -> None:
+        self._started = time.monotonic()
+
+    def _watch(self) -> None:
+        while not self._done.wait(min(1.0, self.deadline_s / 10)):
+            if time.monotonic() - self._started > self.deadline_s:
+                os._exit(WATCHDOG_EXIT_CODE)
+
+    def __enter__(self) -> Watchdog:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+
+WATCHDOG_EXIT_CODE = 75
+
+
+def guided_batch_size(remaining: int, slots: int, largest: int, smallest: int) -> int:
+    """How many items the next task gets: a share of what is left, so tasks start large and shrink.
+
+    Guided self-scheduling with a factor of two ("factoring", Hummel et al. 1992): each task takes
+    1/(2 * slots) of the remaining items, between `smallest` and `largest`. Large early tasks keep the
+    per-task cost of Ray (scheduling, the driver's bookkeeping, the raylet) small next to the work; small
+    late tasks let every worker finish at about the same time instead of one worker running the last big
+    batch alone. A remainder smaller than `smallest` joins the last task.
+    """
+    share = math.ceil(remaining / (2 * max(slots, 1)))
+    size = min(largest, max(smallest, share))
+    if 0 < remaining - size < smallest:  # no task smaller than `smallest` left behind at the end
+        size = min(largest, remaining)
+    return max(1, size)
 
 
 def map_batches(
@@ -70,6 +132,7 @@ def map_batches(
     *,
     desc: str,
     total: int | None = None,
+    min_batch_size: int | None = None,
     max_in_flight: int | None = None,
     item_timeout_s: float | None = None,
     on_lost: Callable[[T, str], R] | None = None,
@@ -77,24 +140,43 @@ def map_batches(
 ) -> Iterator[list[R]]:
     """Run fn over consecutive batches of items as Ray tasks; yield each batch's results as it finishes.
 
+    - Batch sizes: with `min_batch_size` and `total`, batches shrink from `batch_size` down to
+      `min_batch_size` as the input runs out (see guided_batch_size); otherwise all are `batch_size`.
     - Bounded: at most `max_in_flight` batches are submitted at once, so memory stays flat however
       long the input is.
     - Poison items: if a batch's task dies for good (a worker segfaults on one PDF), its items are
       retried one by one, so one bad item cannot take its neighbours down with it.
-    - Hangs: with `item_timeout_s`, a batch still running well past its budget is cancelled with
-      force (its worker process is killed: the only way to stop a hang inside C code) and its items
-      retried one by one; a single item that hangs or crashes again becomes `on_lost(item, reason)`.
-    fn must turn ordinary per-item errors into results itself.
+    - Hangs: with `item_timeout_s`, fn is called one item at a time inside each task, and a worker
+      whose item runs past `item_timeout_s + grace_s` ends itself (Watchdog); its batch's items are
+      retried one by one, and a single item that hangs or crashes again becomes `on_lost(item, reason)`.
+      Such tasks are not retried by Ray (a retry would only hang again): the split is the retry. A
+      batch far past its whole budget is also cancelled with force, for a worker whose watchdog could
+      not run (a C call holding the GIL).
+    fn must turn ordinary per-item errors into results itself; with `item_timeout_s` it must return one
+    result per item.
     """
-    max_in_flight = max_in_flight or max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    slots = int(ray.cluster_resources().get("CPU", 1))
+    max_in_flight = max_in_flight or max(2, 2 * slots)
     fn_ref = ray.put(fn)
-    pending: dict[ray.ObjectRef, tuple[list[T], float]] = {}
+    pending: dict[ray.ObjectRef, tuple[list[T], float, float]] = {}  # batch, submitted at, deadline
     progress = Progress(desc, total)
+    item_deadline_s = item_timeout_s + grace_s if item_timeout_s else None
+    guarded_call = _call.options(max_retries=0)
 
     def submit(batch: list[T]) -> None:
+        now = time.monotonic()
+        if item_deadline_s is None:
+            pending[_call.remote(fn_ref, batch)] = (batch, now, float("inf"))
+            return
         # A queued batch may wait for one batch ahead of it: hence twice the batch's own budget.
-        budget = 2 * len(batch) * item_timeout_s + grace_s if item_timeout_s else float("inf")
-        pending[_call.remote(fn_ref, batch)] = (batch, time.monotonic() + budget)
+        ref = guarded_call.remote(fn_ref, batch, item_deadline_s)
+        pending[ref] = (batch, now, now + 2 * len(batch) * item_deadline_s)
+
+    def failure_reason(submitted_at: float, exc: Exception) -> str:
+        crashed = isinstance(exc, ray.exceptions.WorkerCrashedError)
+        if crashed and item_deadline_s and time.monotonic() - submitted_at >= item_deadline_s:
+            return f"timeout: still running after {item_deadline_s:g}s, its worker was stopped"
+        return f"worker failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}"
 
     def give_up(batch: list[T], reason: str) -> Iterator[list[R]]:
         if len(batch) > 1:
@@ -111,13 +193,13 @@ def map_batches(
             done, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             if not done:
                 now = time.monotonic()
-                for ref, (batch, deadline) in list(pending.items()):
+                for ref, (batch, _, deadline) in list(pending.items()):
                     if now > deadline:
                         ray.cancel(ref, force=True)
                         del pending[ref]
                         yield from give_up(batch, f"timeout: worker killed after {item_timeout_s:g}s per item")
                 continue
-            batch, _ = pending.pop(done[0])
+            batch, submitted_at, _ = pending.pop(done[0])
             try:
                 node, results = ray.get(done[0])
                 TASKS_PER_NODE[node] += 1
@@ -127,16 +209,25 @@ def map_batches(
                 ray.exceptions.NodeDiedError,
                 ray.exceptions.TaskCancelledError,
             ) as exc:
-                yield from give_up(batch, f"worker failed: {type(exc).__name__}: {str(exc).splitlines()[0][:300]}")
+                yield from give_up(batch, failure_reason(submitted_at, exc))
                 continue
             progress.update(len(batch))
             yield results
 
+    def size_after(submitted: int) -> int:
+        if min_batch_size is None or total is None:
+            return batch_size
+        return guided_batch_size(total - submitted, slots, batch_size, min_batch_size)
+
     batch: list[T] = []
+    submitted = 0
+    wanted = size_after(0)
     for item in items:
         batch.append(item)
-        if len(batch) == batch_size:
+        if len(batch) >= wanted:
             submit(batch)
+            submitted += len(batch)
+            wanted = size_after(submitted)
             batch = []
             yield from drain(max_in_flight - 1)
     if batch:

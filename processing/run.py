@@ -172,6 +172,7 @@ def build_features(
             extract,
             list(labels),
             x.files_per_task,
+            min_batch_size=x.min_files_per_task,
             desc="extract",
             total=len(labels),
             item_timeout_s=x.timeout_s,

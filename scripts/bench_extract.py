@@ -4,6 +4,10 @@
     python scripts/bench_extract.py --dir workspace/corpus/seed-1234/train --limit 1000 --backends pypdfium2
     python scripts/bench_extract.py --dir workspace/corpus/seed-1234/train --limit 15000 --modes ray
 
+Each mode runs --repeats times, interleaved (single, pool, ray, single, ...), and the table shows medians:
+one run of the 1k tier lasts about a second, and single runs vary by +-5%. Pool and Ray get the same
+task sizes as the pipeline (extract.files_per_task shrinking to extract.min_files_per_task).
+
 Prints files/s, pages/s and parallel efficiency (Ray throughput / (cores x single-process throughput)),
 outcome counts per backend and with fallback, how much the backends' texts agree, and the peak RSS of
 the driver and of the Ray workers during the Ray stage.
@@ -18,6 +22,7 @@ import statistics
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 
@@ -25,6 +30,7 @@ import psutil
 
 from ingestion.extract import Limits, extract_files, lost_record
 from processing import engine
+from processing.config import ExtractConfig
 
 
 def main() -> None:
@@ -34,7 +40,9 @@ def main() -> None:
     parser.add_argument("--backends", default="pypdf,pypdfium2")
     parser.add_argument("--modes", default="single,pool,ray")
     parser.add_argument("--timeout", type=float, default=30.0)
-    parser.add_argument("--files-per-task", type=int, default=16)
+    parser.add_argument("--files-per-task", type=int, default=ExtractConfig.files_per_task, help="largest task")
+    parser.add_argument("--min-files-per-task", type=int, default=ExtractConfig.min_files_per_task)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
 
     files = sorted(str(p) for p in Path(args.dir).rglob("*") if p.is_file())
@@ -48,44 +56,61 @@ def main() -> None:
 
     texts: dict[str, dict[str, str]] = {}
     rows = []
+    chunks = _guided_chunks(files, cores, args.files_per_task, args.min_files_per_task)
+    print(f"{len(chunks)} tasks of {len(chunks[0])} down to {len(chunks[-1])} files\n")
+
+    def ray_stage(run: Callable[[list[str]], list], files: list[str], desc: str) -> list:
+        batches = engine.map_batches(
+            run,
+            files,
+            args.files_per_task,
+            min_batch_size=args.min_files_per_task,
+            desc=desc,
+            total=len(files),
+            item_timeout_s=args.timeout,
+            on_lost=lost_record,
+        )
+        return [r for batch in batches for r in batch]
+
     for backend in args.backends.split(","):
         run = partial(extract_files, backend=backend, fallback=None, limits=limits)
-        seconds: dict[str, float] = {}
-        records = []
-        if "single" in modes:
-            start = time.perf_counter()
-            records = run(files)
-            seconds["single"] = time.perf_counter() - start
-        warm = files[: 2 * cores * args.files_per_task]  # start-up is not throughput: warm each pool first
-        if "pool" in modes:
-            chunks = [files[i : i + args.files_per_task] for i in range(0, len(files), args.files_per_task)]
-            with multiprocessing.get_context("spawn").Pool(cores) as pool:
-                list(pool.imap_unordered(run, [warm[i::cores] for i in range(cores)]))
+        timings: dict[str, list[float]] = {mode: [] for mode in modes}
+        records: list = []
+        pool = multiprocessing.get_context("spawn").Pool(cores) if "pool" in modes else None
+        warm = files[: 4 * cores * args.min_files_per_task]  # start-up is not throughput: warm each pool first
+        if pool:
+            list(pool.imap_unordered(run, [warm[i::cores] for i in range(cores)]))
+        if "ray" in modes:
+            list(engine.map_batches(run, warm, args.min_files_per_task, desc="warm-up"))
+        for _ in range(args.repeats):
+            if "single" in modes:
+                start = time.perf_counter()
+                records = run(files)
+                timings["single"].append(time.perf_counter() - start)
+            if pool:
                 start = time.perf_counter()
                 pooled = [r for chunk in pool.imap_unordered(run, chunks) for r in chunk]
-                seconds["pool"] = time.perf_counter() - start
-            records = records or pooled
-        if "ray" in modes:
-            list(engine.map_batches(run, warm, args.files_per_task, desc="warm-up"))
+                timings["pool"].append(time.perf_counter() - start)
+                records = records or pooled
+            if "ray" in modes:
+                start = time.perf_counter()
+                rayed = ray_stage(run, files, f"ray {backend}")
+                timings["ray"].append(time.perf_counter() - start)
+                records = records or rayed
+        if pool:
+            pool.close()
+        if "ray" in modes:  # memory in one more run, untimed: the sampler takes CPU from the workers
             sampler = RssSampler()
-            start = time.perf_counter()
-            batches = engine.map_batches(
-                run,
-                files,
-                args.files_per_task,
-                desc=f"ray {backend}",
-                total=len(files),
-                item_timeout_s=args.timeout,
-                on_lost=lost_record,
-            )
-            rayed = [r for batch in batches for r in batch]
-            seconds["ray"] = time.perf_counter() - start
+            ray_stage(run, files, f"ray {backend} (RSS)")
             sampler.stop()
-            records = records or rayed
+            peaks = sampler.peaks()
             print(
-                f"[{backend}] peak RSS: driver {sampler.driver_peak / 2**20:.0f} MiB, largest Ray worker "
-                f"{sampler.worker_peak / 2**20:.0f} MiB, all Ray workers {sampler.workers_total_peak / 2**20:.0f} MiB"
+                f"[{backend}] peak RSS in the Ray stage: driver {peaks['driver'] / 2**20:.0f} MiB, largest Ray "
+                f"worker {peaks['worker'] / 2**20:.0f} MiB, all Ray workers {peaks['workers'] / 2**20:.0f} MiB"
             )
+        for mode, runs in timings.items():
+            print(f"[{backend}] {mode} seconds: {', '.join(f'{t:.2f}' for t in runs)}")
+        seconds = {mode: statistics.median(runs) for mode, runs in timings.items()}
         outcomes = Counter(r.extraction.outcome for r in records)
         pages = sum(r.extraction.pages for r in records if r.extraction.outcome in ("ok", "empty_text"))
         texts[backend] = {r.path: r.extraction.text for r in records if r.extraction.outcome == "ok"}
@@ -93,7 +118,8 @@ def main() -> None:
         tail = sum(slowest[: max(1, len(slowest) // 100)]) / max(sum(slowest), 1e-9)
         rows.append((backend, seconds, len(files), pages, outcomes, slowest[0] if slowest else 0.0, tail))
 
-    print(f"\n{'backend':<10} {'mode':<7} {'seconds':>8} {'files/s':>8} {'pages/s':>8} {'efficiency':>10}")
+    print(f"\nmedians of {args.repeats} runs")
+    print(f"{'backend':<10} {'mode':<7} {'seconds':>8} {'files/s':>8} {'pages/s':>8} {'efficiency':>10}")
     for backend, seconds, n_files, pages, _, _, _ in rows:
         single = seconds.get("single")
         for mode, secs in seconds.items():
@@ -119,6 +145,16 @@ def main() -> None:
             f"ok with {a} only: {len(only_a)}, with {b} only: {len(only_b)}; "
             f"with fallback either way: {len(set(ta) | set(tb))} ok of {len(files)}"
         )
+
+
+def _guided_chunks(files: list[str], slots: int, largest: int, smallest: int) -> list[list[str]]:
+    """The tasks the Ray stage makes of these files (engine.guided_batch_size), for the Pool to get too."""
+    chunks, start = [], 0
+    while start < len(files):
+        size = engine.guided_batch_size(len(files) - start, slots, largest, smallest)
+        chunks.append(files[start : start + size])
+        start += size
+    return chunks
 
 
 def _jaccard(a: str, b: str) -> float:
@@ -151,6 +187,9 @@ class RssSampler:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+
+    def peaks(self) -> dict[str, int]:
+        return {"driver": self.driver_peak, "worker": self.worker_peak, "workers": self.workers_total_peak}
 
 
 if __name__ == "__main__":

@@ -210,6 +210,8 @@ def test_streaming_embeds_during_extraction_and_lands_on_the_same_version(tmp_pa
         "embed.texts_per_call=8",
         "--set",
         "extract.files_per_task=4",
+        "--set",
+        "extract.min_files_per_task=4",
         "--device",
         "cpu",
     ]

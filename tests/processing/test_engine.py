@@ -1,3 +1,6 @@
+import time
+from collections import Counter
+
 import pytest
 
 from processing import engine
@@ -46,3 +49,42 @@ def test_hang_is_killed_and_becomes_a_lost_item_while_the_rest_completes(ray_ses
     results = [r for batch in batches for r in batch]
     assert ("lost", 3, "timeout") in results
     assert sorted(r for r in results if isinstance(r, int)) == [0, 2, 4, 8, 10, 12, 14]
+
+
+def test_a_hang_costs_its_item_deadline_not_its_batch_budget(ray_session):
+    # 64 items per task: the batch-wide backstop would wait 2 * 64 * 1.5 s = 192 s; the worker's own
+    # watchdog stops the hang after 1.5 s on the item, twice (in the batch, then alone).
+    start = time.monotonic()
+    batches = engine.map_batches(
+        _hangs_on_three,
+        range(64),
+        64,
+        desc="t",
+        item_timeout_s=0.5,
+        grace_s=1.0,
+        on_lost=lambda item, reason: ("lost", item, reason.split(":")[0]),
+    )
+    results = [r for batch in batches for r in batch]
+    assert time.monotonic() - start < 60
+    assert ("lost", 3, "timeout") in results
+    assert sorted(r for r in results if isinstance(r, int)) == [2 * x for x in range(64) if x != 3]
+
+
+def _sizes(batch):
+    return [(len(batch), x) for x in batch]
+
+
+def test_guided_batches_start_large_and_shrink_to_the_minimum(ray_session):
+    results = [r for b in engine.map_batches(_sizes, range(500), 64, min_batch_size=4, total=500, desc="t") for r in b]
+    assert sorted(x for _, x in results) == list(range(500))
+    sizes = Counter(size for size, _ in results)  # items per batch size
+    assert max(sizes) == 64 and 4 in sizes
+    assert len(sizes) > 3  # sizes in between too: the batches shrink step by step
+
+
+@pytest.mark.parametrize(
+    ("remaining", "slots", "expected"),
+    [(10_000, 2, 128), (1000, 2, 128), (400, 2, 100), (40, 2, 10), (12, 2, 12), (9, 2, 9), (0, 2, 8), (400, 8, 25)],
+)
+def test_guided_batch_size_is_a_share_of_what_is_left_within_bounds(remaining, slots, expected):
+    assert engine.guided_batch_size(remaining, slots, largest=128, smallest=8) == expected
