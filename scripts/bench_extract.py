@@ -57,9 +57,10 @@ def main() -> None:
     texts: dict[str, dict[str, str]] = {}
     rows = []
     chunks = _guided_chunks(files, cores, args.files_per_task, args.min_files_per_task)
-    print(f"{len(chunks)} tasks of {len(chunks[0])} down to {len(chunks[-1])} files\n")
+    sizes = [len(chunk) for chunk in chunks]
+    print(f"{len(chunks)} tasks per run, {max(sizes)} files in the largest, {min(sizes)} in the smallest\n")
 
-    def ray_stage(run: Callable[[list[str]], list], files: list[str], desc: str) -> list:
+    def ray_stage(run: Callable[[list[str]], list], files: list[str], desc: str, keep: bool = True) -> list:
         batches = engine.map_batches(
             run,
             files,
@@ -70,6 +71,8 @@ def main() -> None:
             item_timeout_s=args.timeout,
             on_lost=lost_record,
         )
+        if not keep:  # stream the results away, as the pipeline does (into DuckDB)
+            return [sum(len(batch) for batch in batches)]
         return [r for batch in batches for r in batch]
 
     for backend in args.backends.split(","):
@@ -82,6 +85,16 @@ def main() -> None:
             list(pool.imap_unordered(run, [warm[i::cores] for i in range(cores)]))
         if "ray" in modes:
             list(engine.map_batches(run, warm, args.min_files_per_task, desc="warm-up"))
+            # Memory first, untimed (the sampler takes CPU), before this process holds the timed runs'
+            # records, which would count as the driver's.
+            sampler = RssSampler()
+            ray_stage(run, files, f"ray {backend} (RSS)", keep=False)
+            sampler.stop()
+            peaks = sampler.peaks()
+            print(
+                f"[{backend}] peak RSS in the Ray stage: driver {peaks['driver'] / 2**20:.0f} MiB, largest Ray "
+                f"worker {peaks['worker'] / 2**20:.0f} MiB, all Ray workers {peaks['workers'] / 2**20:.0f} MiB"
+            )
         for _ in range(args.repeats):
             if "single" in modes:
                 start = time.perf_counter()
@@ -99,15 +112,6 @@ def main() -> None:
                 records = records or rayed
         if pool:
             pool.close()
-        if "ray" in modes:  # memory in one more run, untimed: the sampler takes CPU from the workers
-            sampler = RssSampler()
-            ray_stage(run, files, f"ray {backend} (RSS)")
-            sampler.stop()
-            peaks = sampler.peaks()
-            print(
-                f"[{backend}] peak RSS in the Ray stage: driver {peaks['driver'] / 2**20:.0f} MiB, largest Ray "
-                f"worker {peaks['worker'] / 2**20:.0f} MiB, all Ray workers {peaks['workers'] / 2**20:.0f} MiB"
-            )
         for mode, runs in timings.items():
             print(f"[{backend}] {mode} seconds: {', '.join(f'{t:.2f}' for t in runs)}")
         seconds = {mode: statistics.median(runs) for mode, runs in timings.items()}
