@@ -168,9 +168,9 @@ def map_batches(
         if item_deadline_s is None:
             pending[_call.remote(fn_ref, batch)] = (batch, now, float("inf"))
             return
-        # A queued batch may wait for one batch ahead of it: hence twice the batch's own budget.
+        # The backstop: a queued batch may wait for one batch ahead of it, hence twice the batch's own budget.
         ref = guarded_call.remote(fn_ref, batch, item_deadline_s)
-        pending[ref] = (batch, now, now + 2 * len(batch) * item_deadline_s)
+        pending[ref] = (batch, now, now + 2 * len(batch) * item_timeout_s + grace_s)
 
     def failure_reason(submitted_at: float, exc: Exception) -> str:
         crashed = isinstance(exc, ray.exceptions.WorkerCrashedError)

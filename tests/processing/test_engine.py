@@ -52,13 +52,13 @@ def test_hang_is_killed_and_becomes_a_lost_item_while_the_rest_completes(ray_ses
 
 
 def test_a_hang_costs_its_item_deadline_not_its_batch_budget(ray_session):
-    # 64 items per task: the batch-wide backstop would wait 2 * 64 * 1.5 s = 192 s; the worker's own
+    # 128 items per task: the batch-wide backstop would wait 2 * 128 * 0.5 + 1 = 129 s; the worker's own
     # watchdog stops the hang after 1.5 s on the item, twice (in the batch, then alone).
     start = time.monotonic()
     batches = engine.map_batches(
         _hangs_on_three,
-        range(64),
-        64,
+        range(128),
+        128,
         desc="t",
         item_timeout_s=0.5,
         grace_s=1.0,
@@ -67,7 +67,7 @@ def test_a_hang_costs_its_item_deadline_not_its_batch_budget(ray_session):
     results = [r for batch in batches for r in batch]
     assert time.monotonic() - start < 60
     assert ("lost", 3, "timeout") in results
-    assert sorted(r for r in results if isinstance(r, int)) == [2 * x for x in range(64) if x != 3]
+    assert sorted(r for r in results if isinstance(r, int)) == [2 * x for x in range(128) if x != 3]
 
 
 def _sizes(batch):
