@@ -38,14 +38,14 @@ def predict_folder(
     model = tracking.load_model(f"models:/{version.name}/{version.version}")
     classifier, embedder = version.tags.get("classifier", ""), version.tags.get("embedder", "")
     x = config.extract
-    extractor = extractor_version(x.backend, x.fallback or None)
+    limits = Limits(x.max_pages, x.max_bytes, x.min_chars, x.timeout_s, x.fallback_on_empty)
+    extractor = extractor_version(x.backend, x.fallback or None, limits)
     paths = list_files(input_dir)
     if not paths:
         raise InputError(f"--input {input_dir}: the folder holds no files")
     run_id = time.strftime("predict-%Y%m%d-%H%M%S")
     with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
         store.begin_run(run_id, f"predict:{input_dir}", {"model": model_uri})
-        limits = Limits(x.max_pages, x.max_bytes, x.min_chars, x.timeout_s)
         records = extract_files(paths, store.extracted_hashes(extractor), x.backend, x.fallback or None, limits)
         store.record_files(run_id, extractor, records, {p: (None, "predict") for p in paths})
         store.mark_duplicates(run_id)

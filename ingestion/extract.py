@@ -33,15 +33,26 @@ OUTCOMES = (
 USABLE = ("ok", "fallback_ok")  # outcomes whose text goes on to embedding
 TRANSIENT = ("timeout", "unreadable")  # not cached: a rerun (perhaps with a longer timeout) tries again
 # Bump when this module's behaviour changes: cached extractions are keyed by extractor_version().
-LOGIC_VERSION = 2
+LOGIC_VERSION = 3
 
 
 @dataclass(frozen=True)
 class Limits:
+    """Guards and thresholds per document (extract.* in the config)."""
+
     max_pages: int = 500
     max_bytes: int = 50 << 20
     min_chars: int = 30
     timeout_s: float = 30.0
+    # Ask the fallback backend too when the first finds under min_chars characters. Off by default:
+    # on the 971 pdf.js files it read 17 more files (one a real paper, most a few garbled characters)
+    # and made extraction 5x slower, since pypdf then re-reads every scan.
+    fallback_on_empty: bool = False
+
+    def cache_key(self) -> str:
+        """The settings that decide an extraction's outcome (the timeout does not: timeouts are not cached)."""
+        key = f"pages{self.max_pages},bytes{self.max_bytes},chars{self.min_chars}"
+        return key + (",empty-fallback" if self.fallback_on_empty else "")
 
 
 @dataclass(frozen=True)
@@ -77,9 +88,11 @@ class Timeout(Exception):
     pass
 
 
-def extractor_version(backend: str, fallback: str | None) -> str:
+def extractor_version(backend: str, fallback: str | None, limits: Limits = Limits()) -> str:  # noqa: B008
+    """Key of cached extractions: backends and their versions, this module's logic, and the settings
+    that change outcomes, so that changing any of them extracts again."""
     names = [backend] + ([fallback] if fallback else [])
-    return "+".join(f"{n}-{get_backend(n).version()}" for n in names) + f"/{LOGIC_VERSION}"
+    return "+".join(f"{n}-{get_backend(n).version()}" for n in names) + f"/{LOGIC_VERSION}/{limits.cache_key()}"
 
 
 def content_hash(data: bytes) -> str:
@@ -114,12 +127,15 @@ def _extract(data: bytes, backend: str, fallback: str | None, limits: Limits) ->
     if b"%PDF-" not in data[:1024]:
         return Extraction("not_pdf", message="no %PDF- header in the first 1 KiB")
     errors = []
+    empty: Extraction | None = None  # the first backend's result when it read the file but found no text
     for attempt, name in enumerate([backend] + ([fallback] if fallback and fallback != backend else [])):
         try:
             pages, text = get_backend(name).extract(data, limits.max_pages)
-        except Encrypted as exc:  # the other backend has no password either
-            return Extraction("encrypted", message=str(exc), backend=name)
-        except TooManyPages as exc:
+        except (Encrypted, TooManyPages) as exc:
+            if empty is not None:  # the first backend could open it: its (empty) reading stands
+                break
+            if isinstance(exc, Encrypted):  # the other backend has no password either
+                return Extraction("encrypted", message=str(exc), backend=name)
             return Extraction(
                 "too_large",
                 pages=exc.pages,
@@ -136,16 +152,22 @@ def _extract(data: bytes, backend: str, fallback: str | None, limits: Limits) ->
             continue
         stripped = len(text.strip())
         if stripped < limits.min_chars:
-            return Extraction(
+            # Each backend misses text the other finds (fonts without a Unicode map, odd encodings):
+            # with fallback_on_empty, ask the other before calling it a scan.
+            errors.append(f"{name}: {stripped} chars")
+            empty = empty or Extraction(
                 "empty_text",
                 text=text,
                 pages=pages,
                 backend=name,
                 message=f"{stripped} chars < extract.min_chars={limits.min_chars}: likely a scan",
             )
+            if limits.fallback_on_empty:
+                continue
+            break
         outcome = "ok" if attempt == 0 else "fallback_ok"
         return Extraction(outcome, text=text, pages=pages, backend=name, message="; ".join(errors))
-    return Extraction("corrupt", message="; ".join(errors)[:1000])
+    return empty or Extraction("corrupt", message="; ".join(errors)[:1000])
 
 
 def quality_flags(text: str) -> tuple[str, ...]:

@@ -45,6 +45,7 @@ class ExtractConfig:
     max_pages: int = 500
     max_bytes: int = 50 * 1024 * 1024
     min_chars: int = 30
+    fallback_on_empty: bool = False  # also try the fallback backend when the first finds (almost) no text
 
 
 @dataclass

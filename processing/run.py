@@ -158,9 +158,9 @@ def build_features(
 
     # 2. Extraction on Ray; cached by content hash, committed batch by batch.
     x = config.extract
-    extractor = extractor_version(x.backend, x.fallback or None)
+    limits = Limits(x.max_pages, x.max_bytes, x.min_chars, x.timeout_s, x.fallback_on_empty)
+    extractor = extractor_version(x.backend, x.fallback or None, limits)
     with clock.stage("extract"):
-        limits = Limits(x.max_pages, x.max_bytes, x.min_chars, x.timeout_s)
         extract = partial(
             extract_files,
             skip_hashes=store.extracted_hashes(extractor),

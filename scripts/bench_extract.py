@@ -37,9 +37,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dir", required=True, help="folder of PDFs (searched recursively)")
     parser.add_argument("--limit", type=int, default=0, help="first N files only (sorted by path)")
-    parser.add_argument("--backends", default="pypdf,pypdfium2")
+    parser.add_argument(
+        "--backends",
+        default="pypdf,pypdfium2",
+        help="comma-separated; a+b = backend a with fallback b, e.g. pypdfium2+pypdf",
+    )
     parser.add_argument("--modes", default="single,pool,ray")
     parser.add_argument("--timeout", type=float, default=30.0)
+    parser.add_argument("--fallback-on-empty", action="store_true", help="extract.fallback_on_empty")
     parser.add_argument("--files-per-task", type=int, default=ExtractConfig.files_per_task, help="largest task")
     parser.add_argument("--min-files-per-task", type=int, default=ExtractConfig.min_files_per_task)
     parser.add_argument("--repeats", type=int, default=3)
@@ -48,7 +53,7 @@ def main() -> None:
     files = sorted(str(p) for p in Path(args.dir).rglob("*") if p.is_file())
     files = files[: args.limit] if args.limit else files
     cores = os.cpu_count() or 1
-    limits = Limits(timeout_s=args.timeout)
+    limits = Limits(timeout_s=args.timeout, fallback_on_empty=args.fallback_on_empty)
     modes = args.modes.split(",")
     print(f"{len(files)} files from {args.dir}, {cores} cores, timeout {args.timeout:g}s\n")
     if "ray" in modes:
@@ -76,7 +81,8 @@ def main() -> None:
         return [r for batch in batches for r in batch]
 
     for backend in args.backends.split(","):
-        run = partial(extract_files, backend=backend, fallback=None, limits=limits)
+        first, _, fallback = backend.partition("+")
+        run = partial(extract_files, backend=first, fallback=fallback or None, limits=limits)
         timings: dict[str, list[float]] = {mode: [] for mode in modes}
         records: list = []
         pool = multiprocessing.get_context("spawn").Pool(cores) if "pool" in modes else None
@@ -117,22 +123,23 @@ def main() -> None:
         seconds = {mode: statistics.median(runs) for mode, runs in timings.items()}
         outcomes = Counter(r.extraction.outcome for r in records)
         pages = sum(r.extraction.pages for r in records if r.extraction.outcome in ("ok", "empty_text"))
-        texts[backend] = {r.path: r.extraction.text for r in records if r.extraction.outcome == "ok"}
+        if not fallback:
+            texts[backend] = {r.path: r.extraction.text for r in records if r.extraction.outcome == "ok"}
         slowest = sorted((r.extraction.seconds for r in records), reverse=True)
         tail = sum(slowest[: max(1, len(slowest) // 100)]) / max(sum(slowest), 1e-9)
         rows.append((backend, seconds, len(files), pages, outcomes, slowest[0] if slowest else 0.0, tail))
 
     print(f"\nmedians of {args.repeats} runs")
-    print(f"{'backend':<10} {'mode':<7} {'seconds':>8} {'files/s':>8} {'pages/s':>8} {'efficiency':>10}")
+    print(f"{'backend':<15} {'mode':<7} {'seconds':>8} {'files/s':>8} {'pages/s':>8} {'efficiency':>10}")
     for backend, seconds, n_files, pages, _, _, _ in rows:
         single = seconds.get("single")
         for mode, secs in seconds.items():
             eff = f"{(n_files / secs) / (cores * n_files / single):.2f}" if single and mode != "single" else "-"
-            print(f"{backend:<10} {mode:<7} {secs:>8.1f} {n_files / secs:>8.1f} {pages / secs:>8.1f} {eff:>10}")
+            print(f"{backend:<15} {mode:<7} {secs:>8.1f} {n_files / secs:>8.1f} {pages / secs:>8.1f} {eff:>10}")
     print()
     for backend, _, _, pages, outcomes, worst, tail in rows:
         print(
-            f"{backend:<10} pages {pages}, worst document {worst:.1f}s, slowest 1% = {tail:.0%} of time, "
+            f"{backend:<15} pages {pages}, worst document {worst:.1f}s, slowest 1% = {tail:.0%} of time, "
             f"outcomes {dict(sorted(outcomes.items()))}"
         )
     if len(texts) == 2:

@@ -45,6 +45,10 @@ def test_a_document_that_runs_past_its_time_limit_is_stopped(backend):
 def test_backend_versions_key_the_cache():
     assert extractor_version("pypdfium2", "pypdf").startswith("pypdfium2-")
     assert extractor_version("pypdf", None) != extractor_version("pypdf", "pypdfium2")
+    # settings that change outcomes change the key; the timeout does not (timeouts are never cached)
+    assert extractor_version("pypdf", None, Limits(min_chars=5)) != extractor_version("pypdf", None)
+    assert extractor_version("pypdf", None, Limits(fallback_on_empty=True)) != extractor_version("pypdf", None)
+    assert extractor_version("pypdf", None, Limits(timeout_s=5)) == extractor_version("pypdf", None)
 
 
 def test_quality_flags():
@@ -74,3 +78,30 @@ def test_real_world_sample_files_each_get_one_known_outcome(backend):
     assert sum(r.extraction.outcome == "ok" for r in records) >= len(paths) // 2
     password = next(r for r in records if "password" in r.path)
     assert password.extraction.outcome == "encrypted"
+
+
+PDFJS = SHARED / "corpora" / "pdfjs"
+
+
+@pytest.mark.skipif(not PDFJS.is_dir(), reason="../shared not present")
+def test_the_fallback_reads_what_the_first_backend_cannot():
+    data = (PDFJS / "issue19800.pdf").read_bytes()  # pypdf raises on it; PDFium reads it
+    assert extract_text(data, "pypdf").outcome == "corrupt"
+    rescued = extract_text(data, "pypdf", "pypdfium2")
+    assert rescued.outcome == "fallback_ok" and rescued.backend == "pypdfium2"
+    assert "pypdf:" in rescued.message  # what the first backend said is kept
+
+
+@pytest.mark.skipif(not PDFJS.is_dir(), reason="../shared not present")
+def test_fallback_on_empty_asks_the_other_backend_before_calling_a_file_a_scan():
+    data = (PDFJS / "issue16316.pdf").read_bytes()  # PDFium finds 16 characters in a 5,000-character paper
+    assert extract_text(data, "pypdfium2", "pypdf").outcome == "empty_text"  # the default: no second try
+    rescued = extract_text(data, "pypdfium2", "pypdf", Limits(fallback_on_empty=True))
+    assert rescued.outcome == "fallback_ok" and rescued.backend == "pypdf" and len(rescued.text) > 1000
+    assert "pypdfium2: 16 chars" in rescued.message
+
+
+def test_a_scan_stays_empty_text_when_both_backends_find_nothing():
+    data = render_entry(1, CorpusEntry("train", 7, "invoice", defect="scanned"))
+    result = extract_text(data, "pypdfium2", "pypdf", Limits(fallback_on_empty=True))
+    assert result.outcome == "empty_text" and result.backend == "pypdfium2"
