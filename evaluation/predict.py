@@ -77,7 +77,7 @@ def _vectors(store: FeatureStore, embedder: str, extractor: str, hashes: list[st
     info = store.embedder_info(embedder)
     if info is None:
         raise InputError(f"the model's embedder {embedder!r} is unknown to this workspace's feature store")
-    missing = store.missing_embeddings(hashes, embedder)
+    missing = store.missing_embeddings(hashes, embedder, extractor)
     if missing:
         params = info["params"]
         model = Embedder(
@@ -89,8 +89,8 @@ def _vectors(store: FeatureStore, embedder: str, extractor: str, hashes: list[st
             cache_dir=store.path.parent / "models",
         )
         pairs = list(store.iter_texts(missing, extractor))
-        store.add_embeddings([h for h, _ in pairs], model.encode([t for _, t in pairs]), embedder)
-    return store.load_vectors(hashes, embedder)
+        store.add_embeddings([h for h, _ in pairs], model.encode([t for _, t in pairs]), embedder, extractor)
+    return store.load_vectors(hashes, embedder, extractor)
 
 
 def write_rows(rows: list[dict[str, Any]], out: Path) -> None:

@@ -59,6 +59,7 @@ class RunState:
     cluster: dict[str, Any] = field(default_factory=dict)
     tasks_per_node: dict[str, int] = field(default_factory=dict)
     embedder: str = ""
+    extractor: str = ""
 
 
 def run_pipeline(
@@ -154,12 +155,12 @@ def build_features(
     # GPU works while the CPUs extract. On CPU both would fight over the same cores (off unless asked).
     if e.stream == "on" or (e.stream == "auto" and cluster.gpus > 0):
         pool = open_pool(cpu_share=0.5)
-    streamer = _Streamer(pool, store, embedder, e.texts_per_call, work) if pool else None
-
-    # 2. Extraction on Ray; cached by content hash, committed batch by batch.
     x = config.extract
     limits = Limits(x.max_pages, x.max_bytes, x.min_chars, x.timeout_s, x.fallback_on_empty)
-    extractor = extractor_version(x.backend, x.fallback or None, limits)
+    extractor = state.extractor = extractor_version(x.backend, x.fallback or None, limits)
+    streamer = _Streamer(pool, store, (embedder, extractor), e.texts_per_call, work) if pool else None
+
+    # 2. Extraction on Ray; cached by (content hash, extractor), committed batch by batch.
     with clock.stage("extract"):
         extract = partial(
             extract_files,
@@ -189,17 +190,17 @@ def build_features(
     _log(f"extract: {work['extracted']} extracted, outcomes {store.outcome_counts(state.run_id)}")
     state.tasks_per_node = dict(engine.TASKS_PER_NODE)
 
-    # 3. Embedding on a Ray actor pool; cached by (content hash, embedder). Unlabelled documents too:
+    # 3. Embedding on a Ray actor pool; cached by (text hash, embedder). Unlabelled documents too:
     #    they get predictions at the end. After streaming, only cached extractions may be left.
     members = store.members(state.run_id)
     wanted = [m.content_hash for m in members] + [h for _, h in store.unlabelled(state.run_id)]
-    todo = store.missing_embeddings(wanted, embedder)
+    todo = store.missing_embeddings(wanted, embedder, extractor)
     if todo:
         pool = pool or open_pool(cpu_share=1.0)
         with clock.stage("embed"):
             texts = store.iter_texts(store.by_length(todo, extractor), extractor)
             for keys, vectors in pool.embed(texts, e.texts_per_call, total=len(todo)):
-                store.add_embeddings(keys, vectors, embedder)
+                store.add_embeddings(keys, vectors, embedder, extractor)
                 work["embedded"] += len(keys)
     if pool:
         pool.close()
@@ -226,8 +227,9 @@ def build_features(
 class _Streamer:
     """Feeds freshly extracted texts to the embedding pool while extraction goes on."""
 
-    def __init__(self, pool: Any, store: Any, embedder: str, per_call: int, work: dict[str, int]) -> None:
-        self.pool, self.store, self.embedder, self.per_call, self.work = pool, store, embedder, per_call, work
+    def __init__(self, pool: Any, store: Any, keys: tuple[str, str], per_call: int, work: dict[str, int]) -> None:
+        """keys: (embedder, extractor), the cache keys the new vectors are stored under."""
+        self.pool, self.store, self.keys, self.per_call, self.work = pool, store, keys, per_call, work
         self.buffer: list[tuple[str, str]] = []
         self.seen: set[str] = set()
         work["embedded_while_extracting"] = 0
@@ -241,7 +243,7 @@ class _Streamer:
             if r.extraction and r.extraction.outcome in USABLE and r.content_hash not in self.seen
         }
         self.seen.update(fresh)
-        missing = self.store.missing_embeddings(list(fresh), self.embedder) if fresh else []
+        missing = self.store.missing_embeddings(list(fresh), *self.keys) if fresh else []
         self.buffer.extend((h, fresh[h]) for h in missing)
         while len(self.buffer) >= self.per_call and not self.pool.busy:
             self._submit(self.buffer[: self.per_call])
@@ -260,7 +262,7 @@ class _Streamer:
 
     def _collect(self, wait: bool) -> None:
         for keys, vectors in self.pool.finished(wait=wait):
-            self.store.add_embeddings(keys, vectors, self.embedder)
+            self.store.add_embeddings(keys, vectors, *self.keys)
             self.work["embedded"] += len(keys)
             self.work["embedded_while_extracting"] += len(keys)
 

@@ -8,6 +8,7 @@ conductor imports it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,14 +30,24 @@ class Inputs:
     x_heldout: np.ndarray
     y_heldout: np.ndarray
     embedder: str = ""
-    text_train: np.ndarray | None = None
-    text_heldout: np.ndarray | None = None
+    load_texts: Callable[[], tuple[list[str], list[str]]] | None = None  # (train, held-out), read on first use
+    _texts: tuple[np.ndarray, np.ndarray] | None = None
 
     def train(self, name: str) -> Any:
-        return self.text_train if name in TEXT_INPUT else self.x_train
+        return self.texts()[0] if name in TEXT_INPUT else self.x_train
 
     def heldout(self, name: str) -> Any:
-        return self.text_heldout if name in TEXT_INPUT else self.x_heldout
+        return self.texts()[1] if name in TEXT_INPUT else self.x_heldout
+
+    def texts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The version's texts, for text classifiers: the ones this run trains, and a champion that
+        reads text even when this run trains none."""
+        if self._texts is None:
+            if self.load_texts is None:
+                raise RuntimeError("these inputs have no texts to give a text classifier")
+            train, heldout = self.load_texts()
+            self._texts = (np.asarray(train), np.asarray(heldout))
+        return self._texts
 
 
 def train_and_report(config: Any, store: Any, state: Any, version_id: str, created: bool) -> dict[str, Any]:
@@ -44,10 +55,16 @@ def train_and_report(config: Any, store: Any, state: Any, version_id: str, creat
     with clock.stage("load_features"):
         features = store.load_features(version_id)
         version = store.version(version_id)
-        inputs = Inputs(features.x_train, features.y_train, features.x_heldout, features.y_heldout, version["embedder"])
+        inputs = Inputs(
+            features.x_train,
+            features.y_train,
+            features.x_heldout,
+            features.y_heldout,
+            version["embedder"],
+            load_texts=lambda: store.load_texts(version_id),
+        )
         if TEXT_INPUT & set(t.classifiers):
-            train_texts, heldout_texts = store.load_texts(version_id)
-            inputs.text_train, inputs.text_heldout = np.asarray(train_texts), np.asarray(heldout_texts)
+            inputs.texts()
     with clock.stage("mlflow_setup"):
         tracking_uri = config.mlflow.tracking_uri or tracking.default_tracking_uri(state.workspace)
         tracking.setup(tracking_uri, config.mlflow.experiment, state.workspace / "mlartifacts")
@@ -109,7 +126,7 @@ def train_and_report(config: Any, store: Any, state: Any, version_id: str, creat
         unlabelled = store.unlabelled(state.run_id) if state.embedder else []
         if unlabelled and best not in TEXT_INPUT:  # documents without a label get the best model's prediction
             with clock.stage("predict"):
-                vectors = store.load_vectors([h for _, h in unlabelled], state.embedder)
+                vectors = store.load_vectors([h for _, h in unlabelled], state.embedder, state.extractor)
                 predictions = reports / "predictions.csv"
                 write_predictions(predictions, [p for p, _ in unlabelled], models[best][0], vectors)
                 tracking.log_artifact(predictions)

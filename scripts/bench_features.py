@@ -35,14 +35,15 @@ def main() -> None:
             store.begin_run("r", "bench", {})
             for lo in range(0, n, 5000):
                 records = [
-                    FileRecord(f"/d/{i}.pdf", hashes[i], 5000, Extraction("ok", "text " * 300, 2))
+                    FileRecord(f"/d/{i}.pdf", hashes[i], 5000, Extraction("ok", f"text {i} " * 150, 2))
                     for i in range(lo, min(n, lo + 5000))
                 ]
                 store.record_files("r", "ex", records, labels)
             store.register_embedder("emb", "synthetic", {}, args.dim)
             for lo in range(0, n, 5000):
                 vectors = rng.normal(size=(min(n, lo + 5000) - lo, args.dim)).astype(np.float32)
-                store.add_embeddings(hashes[lo : lo + 5000], vectors / np.linalg.norm(vectors, axis=1)[:, None], "emb")
+                unit = vectors / np.linalg.norm(vectors, axis=1)[:, None]
+                store.add_embeddings(hashes[lo : lo + 5000], unit, "emb", "ex")
             insert_s = time.perf_counter() - start
             members = store.members("r")
             start = time.perf_counter()

@@ -58,7 +58,7 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     # DuckDB: the documents, their outcomes, and one versioned feature set with lineage.
     with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM run_inputs").fetchone()[0] == 90
-        assert con.execute("SELECT count(*) FROM embeddings_384").fetchone()[0] == expected["ok"]
+        assert con.execute("SELECT count(*) FROM text_embeddings_384").fetchone()[0] == expected["ok"]
         version = con.execute(
             "SELECT version_id, source, extractor, embedder, n_train, n_heldout, dim FROM feature_versions"
         ).fetchall()
@@ -136,6 +136,13 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert "extract" not in travel["stage_seconds"] and "ray_start" not in travel["stage_seconds"]
     assert travel["classifiers"]["logreg"]["macro_f1"] == summary["classifiers"]["logreg"]["macro_f1"]
     assert main([*travel_args, "--feature-version", "fv-doesnotexist"]) == 1
+    # A champion that reads text is re-scored even by a run that trains no text classifier.
+    version = ["--feature-version", summary["feature_version"]]
+    promote_tfidf = ["--set", "train.classifiers=tfidf", "--set", "train.promotion_margin=-1"]
+    assert main([*travel_args, *version, *promote_tfidf]) == 0
+    assert main([*travel_args, *version, "--set", "train.classifiers=logreg"]) == 0
+    rescored = json.loads(travel_path.read_text())["registry"]
+    assert rescored["champion_scored"] == "rescored on this held-out set" and rescored["champion_macro_f1"] > 0
     assert "no feature version 'fv-doesnotexist'" in capsys.readouterr().err
 
     # The ladder (one tier here, all cached) runs the tier again, then the comparison.

@@ -2,14 +2,17 @@
 versions.py, which works through this file's connection), and only the driver calls it.
 
 Tables
-- extractions  (content_hash, extractor) -> outcome, message, pages, text stats, text
+- extractions  (content_hash, extractor) -> outcome, message, pages, text stats, text, text_hash
 - embedders    embedder id -> model, parameters, dimension
-- embeddings_<dim>  (content_hash, embedder) -> FLOAT[dim] vector
+- text_embeddings_<dim>  (text_hash, embedder) -> FLOAT[dim] vector
 - runs, run_inputs  one row per pipeline run, one row per input file of that run (its outcome)
 - feature_versions, feature_members  immutable, content-addressed feature sets with lineage
 
 Extractions and embeddings are content-addressed caches committed batch by batch, so a killed run
-loses at most the batch in flight and a rerun redoes nothing. A feature version is committed in one
+loses at most the batch in flight and a rerun redoes nothing. Vectors are keyed by the hash of the text
+they embed, not by the file's: the text of a file depends on the extractor (backend, settings), so a file
+extracted anew gets the vector of its new text, while the same text (another extractor, a copy) is
+embedded once. A feature version is committed in one
 transaction: it exists whole or not at all.
 """
 
@@ -35,7 +38,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS extractions (
     content_hash VARCHAR, extractor VARCHAR, outcome VARCHAR, message VARCHAR,
     size_bytes BIGINT, pages INTEGER, chars INTEGER, words INTEGER, seconds DOUBLE, text VARCHAR,
-    backend VARCHAR, flags VARCHAR, created_at TIMESTAMPTZ DEFAULT current_timestamp,
+    backend VARCHAR, flags VARCHAR, created_at TIMESTAMPTZ DEFAULT current_timestamp, text_hash VARCHAR,
     PRIMARY KEY (content_hash, extractor));
 CREATE TABLE IF NOT EXISTS embedders (
     embedder VARCHAR PRIMARY KEY, model VARCHAR, params JSON, dim INTEGER, created_at TIMESTAMPTZ);
@@ -53,8 +56,10 @@ CREATE TABLE IF NOT EXISTS feature_members (
     version_id VARCHAR, content_hash VARCHAR, label VARCHAR, split VARCHAR,
     PRIMARY KEY (version_id, split, content_hash));
 """
-# Vectors live in one table per dimension, `embeddings_<dim>`, as fixed-size FLOAT[dim] arrays: they
-# load into numpy as one contiguous buffer, and a model with another width gets its own table.
+# Vectors live in one table per dimension, `text_embeddings_<dim>`, as fixed-size FLOAT[dim] arrays:
+# they load into numpy as one contiguous buffer, and a model with another width gets its own table.
+VECTORS = "text_embeddings_{dim}"
+USABLE_SQL = "('ok', 'fallback_ok')"
 
 
 class WorkspaceLockedError(RuntimeError):
@@ -88,10 +93,37 @@ class FeatureStore(VersionsMixin):
                 ) from exc
         if not read_only:
             self.con.execute(SCHEMA)
-            for column in ("backend", "flags"):  # workspaces made before these columns existed
-                self.con.execute(f"ALTER TABLE extractions ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+            self._migrate()
             # We hold the only write lock, so a run still marked running died without finishing.
             self.con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")
+
+    def _migrate(self) -> None:
+        """Bring a workspace made by an earlier docscale up to this schema, in place."""
+        for column in ("backend", "flags", "text_hash"):
+            self.con.execute(f"ALTER TABLE extractions ADD COLUMN IF NOT EXISTS {column} VARCHAR")
+        self.con.execute("UPDATE extractions SET text_hash = sha256(text) WHERE text_hash IS NULL AND text IS NOT NULL")
+        # Vectors were once keyed by the file's content hash: re-key them by the hash of their text.
+        old_tables = self.con.execute(
+            "SELECT table_name FROM information_schema.tables WHERE regexp_full_match(table_name, 'embeddings_[0-9]+')"
+        ).fetchall()
+        for (table,) in old_tables:
+            dim = int(table.rsplit("_", 1)[1])
+            with self._transaction():
+                self._create_vector_table(dim)
+                self.con.execute(
+                    f"""INSERT INTO {VECTORS.format(dim=dim)}
+                        SELECT DISTINCT ON (x.text_hash, e.embedder) x.text_hash, e.embedder, e.vector
+                        FROM {table} e JOIN extractions x
+                          ON x.content_hash = e.content_hash AND x.outcome IN {USABLE_SQL}
+                        ON CONFLICT DO NOTHING"""
+                )
+                self.con.execute(f"DROP TABLE {table}")
+
+    def _create_vector_table(self, dim: int) -> None:
+        self.con.execute(
+            f"CREATE TABLE IF NOT EXISTS {VECTORS.format(dim=int(dim))} ("
+            f"text_hash VARCHAR, embedder VARCHAR, vector FLOAT[{int(dim)}], PRIMARY KEY (text_hash, embedder))"
+        )
 
     def close(self) -> None:
         self.con.close()
@@ -160,7 +192,8 @@ class FeatureStore(VersionsMixin):
             self.con.register("new_extractions", extractions)
             self.con.execute(
                 "INSERT INTO extractions (content_hash, extractor, outcome, message, size_bytes, pages, chars, "
-                "words, seconds, text, backend, flags) SELECT * FROM new_extractions ON CONFLICT DO NOTHING"
+                "words, seconds, text, backend, flags, text_hash) SELECT *, sha256(text) FROM new_extractions "
+                "ON CONFLICT DO NOTHING"
             )
             self.con.register("new_inputs", inputs)
             self.con.execute(
@@ -234,11 +267,7 @@ class FeatureStore(VersionsMixin):
     # -- embedding cache --------------------------------------------------------------------------
     def register_embedder(self, embedder: str, model: str, params: dict[str, Any], dim: int) -> None:
         """Record what an embedder id means, and make sure its vector table exists."""
-        self.con.execute(
-            f"CREATE TABLE IF NOT EXISTS embeddings_{int(dim)} ("
-            f"content_hash VARCHAR, embedder VARCHAR, vector FLOAT[{int(dim)}], "
-            "PRIMARY KEY (content_hash, embedder))"
-        )
+        self._create_vector_table(dim)
         self.con.execute(
             "INSERT INTO embedders VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             [embedder, model, json.dumps(params, sort_keys=True), int(dim), _now()],
@@ -252,16 +281,19 @@ class FeatureStore(VersionsMixin):
         row = self._one("SELECT dim FROM embedders WHERE embedder = ?", [embedder])
         return row[0] if row else None
 
-    def missing_embeddings(self, hashes: Iterable[str], embedder: str) -> list[str]:
+    def missing_embeddings(self, hashes: Iterable[str], embedder: str, extractor: str) -> list[str]:
+        """The content hashes among `hashes` whose text (as `extractor` read it) has no vector yet; one
+        hash per distinct text, so a text shared by several files is embedded once."""
         wanted = sorted(set(hashes))
         dim = self.embedder_dim(embedder)
-        if dim is None:
-            return wanted
         self.con.register("wanted", pa.table({"content_hash": wanted}))
+        vectors = f"ANTI JOIN {VECTORS.format(dim=dim)} v ON v.text_hash = x.text_hash AND v.embedder = $embedder"
         rows = self.con.execute(
-            f"""SELECT w.content_hash FROM wanted w ANTI JOIN embeddings_{dim} e
-               ON e.content_hash = w.content_hash AND e.embedder = ? ORDER BY w.content_hash""",
-            [embedder],
+            f"""SELECT min(w.content_hash) AS first FROM wanted w
+               JOIN extractions x ON x.content_hash = w.content_hash AND x.extractor = $extractor
+               {vectors if dim is not None else ""}
+               GROUP BY x.text_hash ORDER BY first""",
+            {"extractor": extractor, **({"embedder": embedder} if dim is not None else {})},
         ).fetchall()
         self.con.unregister("wanted")
         return [r[0] for r in rows]
@@ -289,33 +321,36 @@ class FeatureStore(VersionsMixin):
             ).fetchall()
             yield from rows
 
-    def add_embeddings(self, hashes: Sequence[str], vectors: np.ndarray, embedder: str) -> None:
+    def add_embeddings(self, hashes: Sequence[str], vectors: np.ndarray, embedder: str, extractor: str) -> None:
+        """Store the vectors of these files' texts as `extractor` read them."""
         dim = self.embedder_dim(embedder)
         if dim != vectors.shape[1]:
             raise ValueError(f"embedder {embedder} is registered with dim {dim}, got vectors of {vectors.shape[1]}")
         flat = pa.array(np.ascontiguousarray(vectors, dtype=np.float32).ravel())
-        table = pa.table(
-            {
-                "content_hash": list(hashes),
-                "embedder": [embedder] * len(hashes),
-                "vector": pa.FixedSizeListArray.from_arrays(flat, dim),
-            }
-        )
+        table = pa.table({"content_hash": list(hashes), "vector": pa.FixedSizeListArray.from_arrays(flat, dim)})
         with self._transaction():
             self.con.register("new_embeddings", table)
-            self.con.execute(f"INSERT INTO embeddings_{dim} SELECT * FROM new_embeddings ON CONFLICT DO NOTHING")
+            self.con.execute(
+                f"""INSERT INTO {VECTORS.format(dim=dim)}
+                    SELECT DISTINCT ON (x.text_hash) x.text_hash, $embedder, n.vector FROM new_embeddings n
+                    JOIN extractions x ON x.content_hash = n.content_hash AND x.extractor = $extractor
+                    ON CONFLICT DO NOTHING""",
+                {"embedder": embedder, "extractor": extractor},
+            )
             self.con.unregister("new_embeddings")
 
-    def load_vectors(self, hashes: Sequence[str], embedder: str) -> np.ndarray:
-        """Vectors for the given hashes, in the given order."""
+    def load_vectors(self, hashes: Sequence[str], embedder: str, extractor: str) -> np.ndarray:
+        """Vectors of the given files' texts (as `extractor` read them), in the given order."""
         dim = self.embedder_dim(embedder)
         if dim is None or not hashes:
             return np.zeros((0, dim or 0), dtype=np.float32)
         self.con.register("wanted", pa.table({"content_hash": list(hashes), "pos": np.arange(len(hashes))}))
         table = self.con.sql(
-            f"""SELECT e.vector FROM wanted w JOIN embeddings_{dim} e
-                ON e.content_hash = w.content_hash AND e.embedder = $embedder ORDER BY w.pos""",
-            params={"embedder": embedder},
+            f"""SELECT v.vector FROM wanted w
+                JOIN extractions x ON x.content_hash = w.content_hash AND x.extractor = $extractor
+                JOIN {VECTORS.format(dim=dim)} v ON v.text_hash = x.text_hash AND v.embedder = $embedder
+                ORDER BY w.pos""",
+            params={"embedder": embedder, "extractor": extractor},
         ).to_arrow_table()
         self.con.unregister("wanted")
         if table.num_rows != len(hashes):
@@ -324,7 +359,7 @@ class FeatureStore(VersionsMixin):
 
     def count(self, table: str) -> int:
         known = {"extractions", "embedders", "runs", "run_inputs", "feature_versions", "feature_members"}
-        if table not in known and not re.fullmatch(r"embeddings_\d+", table):
+        if table not in known and not re.fullmatch(r"text_embeddings_\d+", table):
             raise ValueError(table)
         return self._one(f"SELECT count(*) FROM {table}")[0]
 

@@ -17,6 +17,10 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+# A member's vector: its file's text as the version's extractor read it, embedded by the version's embedder.
+_VECTORS_OF_MEMBERS = """JOIN extractions x ON x.content_hash = m.content_hash AND x.extractor = $extractor
+               JOIN text_embeddings_{dim} v ON v.text_hash = x.text_hash AND v.embedder = $embedder"""
+
 
 class UnknownVersionError(LookupError):
     pass
@@ -90,10 +94,10 @@ class VersionsMixin:
     def load_features(self, version_id: str) -> Features:
         info = self.version(version_id)
         table = self.con.sql(
-            f"""SELECT m.split, m.label, e.vector FROM feature_members m
-               JOIN embeddings_{int(info["dim"])} e ON e.content_hash = m.content_hash AND e.embedder = $embedder
+            f"""SELECT m.split, m.label, v.vector FROM feature_members m
+               {_VECTORS_OF_MEMBERS.format(dim=int(info["dim"]))}
                WHERE m.version_id = $version ORDER BY m.split, m.content_hash""",
-            params={"embedder": info["embedder"], "version": version_id},
+            params={"embedder": info["embedder"], "extractor": info["extractor"], "version": version_id},
         ).to_arrow_table()
         expected = info["n_train"] + info["n_heldout"]
         if table.num_rows != expected:
@@ -156,11 +160,11 @@ class VersionsMixin:
         for split in ("train", "heldout"):
             target = folder / f"{split}.parquet"
             self.con.execute(
-                f"""COPY (SELECT m.content_hash, m.label, e.vector FROM feature_members m
-                    JOIN embeddings_{int(info["dim"])} e ON e.content_hash = m.content_hash AND e.embedder = ?
-                    WHERE m.version_id = ? AND m.split = ? ORDER BY m.content_hash)
+                f"""COPY (SELECT m.content_hash, m.label, v.vector FROM feature_members m
+                    {_VECTORS_OF_MEMBERS.format(dim=int(info["dim"]))}
+                    WHERE m.version_id = $version AND m.split = $split ORDER BY m.content_hash)
                     TO '{_sql_path(target)}' (FORMAT parquet)""",
-                [info["embedder"], version_id, split],
+                {"embedder": info["embedder"], "extractor": info["extractor"], "version": version_id, "split": split},
             )
             written.append(target)
         lineage = folder / "version.json"

@@ -156,7 +156,7 @@ def test_worker_node_dies_mid_job_and_nothing_is_lost_or_doubled(cluster, tmp_pa
         ).fetchone()
         assert rows == (total, total)  # every file exactly once in the finishing run
         ok = summary["outcomes"].get("ok", 0) + summary["outcomes"].get("fallback_ok", 0)
-        assert con.execute("SELECT count(*) FROM embeddings_384").fetchone()[0] == ok
+        assert con.execute("SELECT count(*) FROM text_embeddings_384").fetchone()[0] == ok
         statuses = sorted(r[0] for r in con.execute("SELECT status FROM runs").fetchall())
         assert statuses == ["failed", "finished"]
     assert summary["work"]["extracted"] == 0  # the failed job's extractions were all kept

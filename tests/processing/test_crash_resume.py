@@ -67,7 +67,7 @@ def test_kill_during_embedding_then_rerun_completes_without_duplicates(tmp_path,
 
     with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT content_hash) FROM extractions").fetchone() == (200, 200)
-        assert con.execute("SELECT count(*), count(DISTINCT content_hash) FROM embeddings_384").fetchone() == (ok, ok)
+        assert con.execute("SELECT count(*), count(DISTINCT text_hash) FROM text_embeddings_384").fetchone() == (ok, ok)
         statuses = sorted(r[0] for r in con.execute("SELECT status FROM runs").fetchall())
         assert statuses == ["finished", "interrupted"]
         assert con.execute("SELECT count(*) FROM feature_versions").fetchone()[0] == 1

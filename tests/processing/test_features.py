@@ -43,13 +43,13 @@ def test_version_is_content_addressed_immutable_and_loads(tmp_path):
         store.begin_run("r1", "test", {})
         store.record_files("r1", "ex1", _records(), LABELS)
         members = store.members("r1")
-        missing = store.missing_embeddings([m.content_hash for m in members], "emb")
+        missing = store.missing_embeddings([m.content_hash for m in members], "emb", "ex1")
         assert missing == ["h1", "h2", "h4"]
         assert dict(store.iter_texts(missing, "ex1", chunk=2))["h2"] == "beta text"
         vectors = np.arange(9, dtype=np.float32).reshape(3, 3)
         store.register_embedder("emb", "model", {}, 3)
-        store.add_embeddings(missing, vectors, "emb")
-        assert store.missing_embeddings(missing, "emb") == []
+        store.add_embeddings(missing, vectors, "emb", "ex1")
+        assert store.missing_embeddings(missing, "emb", "ex1") == []
         version, created = store.commit_version(members, "test", "ex1", "emb", {"p": 1})
         again, created_again = store.commit_version(members, "test", "ex1", "emb", {"p": 1})
         assert created and not created_again and version == again
@@ -108,3 +108,43 @@ def _hold(path: str, seconds: float, ready) -> None:
     with FeatureStore(path):
         ready.set()
         time.sleep(seconds)
+
+
+def test_vectors_follow_the_text_not_the_file(tmp_path):
+    # The same file read by two extractors: where the text differs, so must the vector; where it is
+    # the same text, the vector is shared and nothing is embedded twice.
+    with FeatureStore(tmp_path / "f.duckdb") as store:
+        store.begin_run("r1", "test", {})
+        store.record_files("r1", "ex1", _records(), LABELS)
+        store.register_embedder("emb", "model", {}, 2)
+        store.add_embeddings(["h1", "h2"], np.array([[1, 0], [0, 1]], dtype=np.float32), "emb", "ex1")
+        reread = [
+            FileRecord("/a.pdf", "h1", 10, Extraction("fallback_ok", "alpha text, read better", 1)),
+            FileRecord("/b.pdf", "h2", 10, Extraction("ok", "beta text", 1)),
+        ]
+        store.begin_run("r2", "test", {})
+        store.record_files("r2", "ex2", reread, LABELS)
+        assert store.missing_embeddings(["h1", "h2"], "emb", "ex2") == ["h1"]
+        np.testing.assert_array_equal(store.load_vectors(["h2"], "emb", "ex2"), [[0, 1]])
+        store.add_embeddings(["h1"], np.array([[5, 5]], dtype=np.float32), "emb", "ex2")
+        np.testing.assert_array_equal(store.load_vectors(["h1", "h2"], "emb", "ex2"), [[5, 5], [0, 1]])
+        np.testing.assert_array_equal(store.load_vectors(["h1"], "emb", "ex1"), [[1, 0]])  # ex1's text keeps its
+
+
+def test_a_workspace_with_vectors_keyed_by_file_is_migrated(tmp_path):
+    import duckdb
+
+    path = tmp_path / "f.duckdb"
+    with FeatureStore(path) as store:
+        store.begin_run("r1", "test", {})
+        store.record_files("r1", "ex1", _records(), LABELS)
+    con = duckdb.connect(str(path))  # what an earlier docscale left: no text_hash, vectors by content hash
+    con.execute("ALTER TABLE extractions DROP COLUMN text_hash")
+    con.execute("CREATE TABLE embeddings_2 (content_hash VARCHAR, embedder VARCHAR, vector FLOAT[2])")
+    con.execute("INSERT INTO embeddings_2 VALUES ('h1', 'emb', [1, 2]), ('h2', 'emb', [3, 4])")
+    con.execute("INSERT INTO embedders VALUES ('emb', 'model', '{}', 2, now())")
+    con.close()
+    with FeatureStore(path) as store:
+        assert store.missing_embeddings(["h1", "h2", "h4"], "emb", "ex1") == ["h4"]
+        np.testing.assert_array_equal(store.load_vectors(["h2", "h1"], "emb", "ex1"), [[3, 4], [1, 2]])
+        assert store.count("text_embeddings_2") == 2

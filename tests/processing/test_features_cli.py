@@ -15,7 +15,7 @@ def _store_with_two_versions(path):
         store.begin_run("r", "test", {})
         store.record_files("r", "ex", records, labels)
         store.register_embedder("emb", "m", {}, 4)
-        store.add_embeddings(["a", "b", "c"], np.eye(3, 4, dtype=np.float32), "emb")
+        store.add_embeddings(["a", "b", "c"], np.eye(3, 4, dtype=np.float32), "emb", "ex")
         members = store.members("r")
         first, _ = store.commit_version(members[:2], "tier:small", "ex", "emb", {})
         second, _ = store.commit_version(members, "tier:big", "ex", "emb", {})
