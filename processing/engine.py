@@ -149,9 +149,10 @@ def map_batches(
     - Hangs: with `item_timeout_s`, fn is called one item at a time inside each task, and a worker
       whose item runs past `item_timeout_s + grace_s` ends itself (Watchdog); its batch's items are
       retried one by one, and a single item that hangs or crashes again becomes `on_lost(item, reason)`.
-      Such tasks are not retried by Ray (a retry would only hang again): the split is the retry. A
-      batch far past its whole budget is also cancelled with force, for a worker whose watchdog could
-      not run (a C call holding the GIL).
+      Ray does not retry such a batch (a retry would only hang again): the split is the retry; a single
+      item gets one retry, so that losing its node is not taken for a broken file. A batch far past its
+      whole budget is also cancelled with force, for a worker whose watchdog could not run (a C call
+      holding the GIL).
     fn must turn ordinary per-item errors into results itself; with `item_timeout_s` it must return one
     result per item.
     """
@@ -161,7 +162,7 @@ def map_batches(
     pending: dict[ray.ObjectRef, tuple[list[T], float, float]] = {}  # batch, submitted at, deadline
     progress = Progress(desc, total)
     item_deadline_s = item_timeout_s + grace_s if item_timeout_s else None
-    guarded_call = _call.options(max_retries=0)
+    guarded_batch, guarded_item = _call.options(max_retries=0), _call.options(max_retries=1)
 
     def submit(batch: list[T]) -> None:
         now = time.monotonic()
@@ -169,7 +170,7 @@ def map_batches(
             pending[_call.remote(fn_ref, batch)] = (batch, now, float("inf"))
             return
         # The backstop: a queued batch may wait for one batch ahead of it, hence twice the batch's own budget.
-        ref = guarded_call.remote(fn_ref, batch, item_deadline_s)
+        ref = (guarded_item if len(batch) == 1 else guarded_batch).remote(fn_ref, batch, item_deadline_s)
         pending[ref] = (batch, now, now + 2 * len(batch) * item_timeout_s + grace_s)
 
     def failure_reason(submitted_at: float, exc: Exception) -> str:
