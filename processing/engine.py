@@ -73,6 +73,9 @@ def _call(fn: Callable[[Any], Any], batch: Any, item_deadline_s: float | None = 
     return node, results
 
 
+WATCHDOG_EXIT_CODE = 75  # how a worker the watchdog ended exits (visible in Ray's worker logs)
+
+
 class Watchdog:
     """Ends this worker process when one item runs past `deadline_s`.
 
@@ -104,9 +107,6 @@ class Watchdog:
     def __exit__(self, *exc: object) -> None:
         self._done.set()
         self._thread.join()
-
-
-WATCHDOG_EXIT_CODE = 75
 
 
 def guided_batch_size(remaining: int, slots: int, largest: int, smallest: int) -> int:

@@ -12,8 +12,7 @@ Extractions and embeddings are content-addressed caches committed batch by batch
 loses at most the batch in flight and a rerun redoes nothing. Vectors are keyed by the hash of the text
 they embed, not by the file's: the text of a file depends on the extractor (backend, settings), so a file
 extracted anew gets the vector of its new text, while the same text (another extractor, a copy) is
-embedded once. A feature version is committed in one
-transaction: it exists whole or not at all.
+embedded once. A feature version is committed in one transaction: it exists whole or not at all.
 """
 
 from __future__ import annotations
