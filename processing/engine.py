@@ -125,6 +125,30 @@ def guided_batch_size(remaining: int, slots: int, largest: int, smallest: int) -
     return max(1, size)
 
 
+def plan_batches(
+    items: Iterable[T], batch_size: int, min_batch_size: int | None, total: int | None, slots: int
+) -> Iterator[list[T]]:
+    """Consecutive batches of items, streamed: guided sizes (see guided_batch_size) when `min_batch_size`
+    and `total` are given, else all `batch_size`."""
+
+    def size_after(submitted: int) -> int:
+        if min_batch_size is None or total is None:
+            return batch_size
+        return guided_batch_size(total - submitted, slots, batch_size, min_batch_size)
+
+    batch: list[T] = []
+    submitted, wanted = 0, size_after(0)
+    for item in items:
+        batch.append(item)
+        if len(batch) >= wanted:
+            yield batch
+            submitted += len(batch)
+            wanted = size_after(submitted)
+            batch = []
+    if batch:
+        yield batch
+
+
 def map_batches(
     fn: Callable[[list[T]], list[R]],
     items: Iterable[T],
@@ -215,24 +239,9 @@ def map_batches(
             progress.update(len(batch))
             yield results
 
-    def size_after(submitted: int) -> int:
-        if min_batch_size is None or total is None:
-            return batch_size
-        return guided_batch_size(total - submitted, slots, batch_size, min_batch_size)
-
-    batch: list[T] = []
-    submitted = 0
-    wanted = size_after(0)
-    for item in items:
-        batch.append(item)
-        if len(batch) >= wanted:
-            submit(batch)
-            submitted += len(batch)
-            wanted = size_after(submitted)
-            batch = []
-            yield from drain(max_in_flight - 1)
-    if batch:
+    for batch in plan_batches(items, batch_size, min_batch_size, total, slots):
         submit(batch)
+        yield from drain(max_in_flight - 1)
     yield from drain(0)
     progress.close()
 

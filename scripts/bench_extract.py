@@ -61,7 +61,8 @@ def main() -> None:
 
     texts: dict[str, dict[str, str]] = {}
     rows = []
-    chunks = _guided_chunks(files, cores, args.files_per_task, args.min_files_per_task)
+    # The tasks the Ray stage makes of these files, for the Pool to get the same.
+    chunks = list(engine.plan_batches(files, args.files_per_task, args.min_files_per_task, len(files), cores))
     sizes = [len(chunk) for chunk in chunks]
     print(f"{len(chunks)} tasks per run, {max(sizes)} files in the largest, {min(sizes)} in the smallest\n")
 
@@ -156,16 +157,6 @@ def main() -> None:
             f"ok with {a} only: {len(only_a)}, with {b} only: {len(only_b)}; "
             f"with fallback either way: {len(set(ta) | set(tb))} ok of {len(files)}"
         )
-
-
-def _guided_chunks(files: list[str], slots: int, largest: int, smallest: int) -> list[list[str]]:
-    """The tasks the Ray stage makes of these files (engine.guided_batch_size), for the Pool to get too."""
-    chunks, start = [], 0
-    while start < len(files):
-        size = engine.guided_batch_size(len(files) - start, slots, largest, smallest)
-        chunks.append(files[start : start + size])
-        start += size
-    return chunks
 
 
 def _jaccard(a: str, b: str) -> float:
