@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, replace
+from datetime import date
 
 from faker import Faker
 
@@ -30,6 +31,9 @@ FONTS = ("Helvetica", "Times", "Courier")
 PAGE_WEIGHTS = {1: 36, 2: 22, 3: 14, 4: 8, 5: 6, 6: 4, 7: 3, 8: 2, 9: 2, 10: 1, 11: 1, 12: 1}
 
 _FAKER = Faker("en_GB")
+# Dates are drawn from a fixed window, never relative to today: a seed must render the same bytes on
+# any day (README). Six years up to the corpus' fixed creation date (ingestion/render.py).
+FIRST_DATE, LAST_DATE = date(2020, 1, 1), date(2025, 12, 31)
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,7 @@ def _field_value(rng: random.Random, name: str) -> str:
     if name in ("Patient", "Applicant", "Claimant", "Prescriber", "Requested By", "Attending Physician"):
         return _ascii(_FAKER.name())
     if "Date" in name or name in ("Collected", "Reported", "Detected On", "Period"):
-        return _FAKER.date_between("-6y", "today").strftime(rng.choice(["%d %B %Y", "%Y-%m-%d", "%d/%m/%Y"]))
+        return _FAKER.date_between(FIRST_DATE, LAST_DATE).strftime(rng.choice(["%d %B %Y", "%Y-%m-%d", "%d/%m/%Y"]))
     if "Address" in name or name in ("Ship To", "Bill To"):
         return _ascii(_FAKER.address().replace("\n", ", "))
     if any(w in name for w in ("Amount", "Total", "Balance", "Income", "Fees", "VAT")):

@@ -17,6 +17,30 @@ from ingestion.render import absurd_page_count, break_xref, render_plan, render_
 from ingestion.sources import existing_relpaths, join, write_bytes
 from ingestion.templates import LABELS
 
+TIERS = ("50", "1k", "15k", "75k")  # training-set sizes, in order; each nests in the next
+
+
+@dataclass
+class CorpusConfig:
+    """corpus.* in the config. Each default lives here; configs/tiers/<tier>.yaml sets train_size."""
+
+    seed: int = 1234  # with the tier, fully determines the generated corpus
+    train_size: int = 50
+    heldout_size: int = 500  # the fixed evaluation set, identical for every tier
+    bad_file_rate: float = 0.01  # share of deliberately broken training files
+    label_noise: float = 0.02  # share of training labels flipped to a wrong class, as real annotation has
+    heldout_fraction: float = 0.2  # --input folders: share of labelled files held out (stable, by path hash)
+    root: str = ""  # where generated PDFs go; "" = <workspace>/corpus; s3://... on a multi-node cluster
+
+    def validate(self) -> None:
+        for key in ("train_size", "heldout_size"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"corpus.{key} must be > 0; got {getattr(self, key)}")
+        for key in ("bad_file_rate", "label_noise", "heldout_fraction"):
+            if not 0.0 <= getattr(self, key) < 1.0:
+                raise ValueError(f"corpus.{key} must be in [0, 1); got {getattr(self, key)}")
+
+
 # A deliberately broken file, and the extraction outcome it must end with (checked by the tests).
 DEFECTS: dict[str, str] = {
     "zero_bytes": "not_pdf",

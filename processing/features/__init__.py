@@ -1,12 +1,13 @@
 """The versioned feature store (DuckDB). `python -m processing.features --help` for its CLI."""
 
-from processing.features.store import FeatureStore, WorkspaceLockedError
+from processing.features.store import FeatureStore, StoreConfig, WorkspaceLockedError
 from processing.features.versions import Features, Member, UnknownVersionError, version_id_for
 
 __all__ = [
     "FeatureStore",
     "Features",
     "Member",
+    "StoreConfig",
     "UnknownVersionError",
     "WorkspaceLockedError",
     "version_id_for",

@@ -22,6 +22,7 @@ import json
 import re
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,19 @@ CREATE TABLE IF NOT EXISTS feature_members (
 # they load into numpy as one contiguous buffer, and a model with another width gets its own table.
 VECTORS = "text_embeddings_{dim}"
 USABLE_SQL = "('ok', 'fallback_ok')"
+
+
+@dataclass
+class StoreConfig:
+    """store.* in the config."""
+
+    lock_wait_seconds: float = 0.0  # another run holds the workspace: 0 = fail at once naming it; N = wait N s
+
+    def validate(self) -> None:
+        if not 0.0 <= self.lock_wait_seconds <= 7 * 24 * 3600:
+            raise ValueError(
+                f"store.lock_wait_seconds must be between 0 and 604800 (a week); got {self.lock_wait_seconds}"
+            )
 
 
 class WorkspaceLockedError(RuntimeError):

@@ -83,3 +83,17 @@ def test_confusable_pairs_share_vocabulary():
     # Contract documents borrow NDA sentences often enough that the pair is genuinely confusable.
     texts = [compose(random.Random(i), "contract").text() for i in range(60)]
     assert sum("confidential information" in t for t in texts) > 10
+
+
+def test_the_same_seed_renders_the_same_bytes_on_any_day():
+    """Dates in documents come from a fixed window, not from today: a corpus is the same tomorrow."""
+    import hashlib
+
+    from freezegun import freeze_time
+
+    entries = manifest(1234, 12, 0, 0.0)
+    digests = []
+    for today in ("2026-01-15", "2031-07-04"):
+        with freeze_time(today):
+            digests.append([hashlib.sha256(render_entry(1234, e)).hexdigest() for e in entries])
+    assert digests[0] == digests[1]

@@ -5,7 +5,7 @@ import pytest
 from ingestion.corpus import CorpusEntry, render_entry
 from ingestion.extract import (
     OUTCOMES,
-    Limits,
+    ExtractConfig,
     content_hash,
     extract_files,
     extract_text,
@@ -27,10 +27,10 @@ def _pdf(tmp_path: Path, name: str = "a.pdf") -> Path:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_limits_give_too_large_and_short_text_is_empty_text(backend):
     data = render_entry(1, CorpusEntry("train", 1, "contract"))
-    assert extract_text(data, backend, limits=Limits(max_bytes=100)).outcome == "too_large"
-    assert extract_text(data, backend, limits=Limits(max_pages=0)).outcome == "too_large"
-    assert extract_text(data, backend, limits=Limits(min_chars=10**7)).outcome == "empty_text"
-    ok = extract_text(data, backend)
+    assert extract_text(data, ExtractConfig(backend, "", max_bytes=100)).outcome == "too_large"
+    assert extract_text(data, ExtractConfig(backend, "", max_pages=0)).outcome == "too_large"
+    assert extract_text(data, ExtractConfig(backend, "", min_chars=10**7)).outcome == "empty_text"
+    ok = extract_text(data, ExtractConfig(backend, ""))
     assert ok.outcome == "ok" and ok.backend == backend and "near_empty" not in ok.flags
 
 
@@ -38,17 +38,17 @@ def test_limits_give_too_large_and_short_text_is_empty_text(backend):
 def test_a_document_that_runs_past_its_time_limit_is_stopped(backend):
     # 12 pages of text take milliseconds; a limit of a tenth of a millisecond stops pypdf mid-way.
     data = render_entry(3, CorpusEntry("train", 5, "contract"))
-    result = extract_text(data, backend, limits=Limits(timeout_s=0.0001))
+    result = extract_text(data, ExtractConfig(backend, "", timeout_s=0.0001))
     assert result.outcome == "timeout" and "extract.timeout_s" in result.message
 
 
 def test_backend_versions_key_the_cache():
-    assert extractor_version("pypdfium2", "pypdf").startswith("pypdfium2-")
-    assert extractor_version("pypdf", None) != extractor_version("pypdf", "pypdfium2")
+    assert extractor_version(ExtractConfig("pypdfium2", "pypdf")).startswith("pypdfium2-")
+    assert extractor_version(ExtractConfig("pypdf", "")) != extractor_version(ExtractConfig("pypdf", "pypdfium2"))
     # settings that change outcomes change the key; the timeout does not (timeouts are never cached)
-    assert extractor_version("pypdf", None, Limits(min_chars=5)) != extractor_version("pypdf", None)
-    assert extractor_version("pypdf", None, Limits(fallback_on_empty=True)) != extractor_version("pypdf", None)
-    assert extractor_version("pypdf", None, Limits(timeout_s=5)) == extractor_version("pypdf", None)
+    assert extractor_version(ExtractConfig(min_chars=5)) != extractor_version(ExtractConfig())
+    assert extractor_version(ExtractConfig(fallback_on_empty=True)) != extractor_version(ExtractConfig())
+    assert extractor_version(ExtractConfig(timeout_s=5)) == extractor_version(ExtractConfig())
 
 
 def test_quality_flags():
@@ -72,7 +72,7 @@ def test_extract_files_records_every_path_and_skips_cached_content(tmp_path):
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_real_world_sample_files_each_get_one_known_outcome(backend):
     paths = sorted(str(p) for p in (SHARED / "corpora" / "pypdf-sample-files").rglob("*") if p.is_file())
-    records = extract_files(paths, backend=backend, fallback=None, limits=Limits(max_pages=300, timeout_s=20))
+    records = extract_files(paths, ExtractConfig(backend, "", max_pages=300, timeout_s=20))
     assert len(records) == len(paths)
     assert all(r.extraction.outcome in OUTCOMES for r in records)
     assert sum(r.extraction.outcome == "ok" for r in records) >= len(paths) // 2
@@ -86,8 +86,8 @@ PDFJS = SHARED / "corpora" / "pdfjs"
 @pytest.mark.skipif(not PDFJS.is_dir(), reason="../shared not present")
 def test_the_fallback_reads_what_the_first_backend_cannot():
     data = (PDFJS / "issue19800.pdf").read_bytes()  # pypdf raises on it; PDFium reads it
-    assert extract_text(data, "pypdf").outcome == "corrupt"
-    rescued = extract_text(data, "pypdf", "pypdfium2")
+    assert extract_text(data, ExtractConfig("pypdf", "")).outcome == "corrupt"
+    rescued = extract_text(data, ExtractConfig("pypdf", "pypdfium2"))
     assert rescued.outcome == "fallback_ok" and rescued.backend == "pypdfium2"
     assert "pypdf:" in rescued.message  # what the first backend said is kept
 
@@ -95,13 +95,13 @@ def test_the_fallback_reads_what_the_first_backend_cannot():
 @pytest.mark.skipif(not PDFJS.is_dir(), reason="../shared not present")
 def test_fallback_on_empty_asks_the_other_backend_before_calling_a_file_a_scan():
     data = (PDFJS / "issue16316.pdf").read_bytes()  # PDFium finds 16 characters in a 5,000-character paper
-    assert extract_text(data, "pypdfium2", "pypdf").outcome == "empty_text"  # the default: no second try
-    rescued = extract_text(data, "pypdfium2", "pypdf", Limits(fallback_on_empty=True))
+    assert extract_text(data, ExtractConfig("pypdfium2", "pypdf")).outcome == "empty_text"  # the default: no second try
+    rescued = extract_text(data, ExtractConfig("pypdfium2", "pypdf", fallback_on_empty=True))
     assert rescued.outcome == "fallback_ok" and rescued.backend == "pypdf" and len(rescued.text) > 1000
     assert "pypdfium2: 16 chars" in rescued.message
 
 
 def test_a_scan_stays_empty_text_when_both_backends_find_nothing():
     data = render_entry(1, CorpusEntry("train", 7, "invoice", defect="scanned"))
-    result = extract_text(data, "pypdfium2", "pypdf", Limits(fallback_on_empty=True))
+    result = extract_text(data, ExtractConfig("pypdfium2", "pypdf", fallback_on_empty=True))
     assert result.outcome == "empty_text" and result.backend == "pypdfium2"

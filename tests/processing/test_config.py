@@ -29,11 +29,23 @@ def test_config_file_overrides_tier(tmp_path):
         ("50", ["embed.batchsize=3"], "embed.batchsize"),
         ("50", ["nosuch.key=3"], "nosuch"),
         ("50", ["embed.batch_size=lots"], "embed.batch_size must be int"),
-        ("50", ["embed.batch_size=0"], "embed.batch_size must be > 0"),
+        ("50", ["embed.batch_size=-1"], "embed.batch_size must be >= 0"),
+        ("50", ["embed.token_budget=0"], "embed.token_budget must be > 0"),
         ("50", ["embed.device=tpu"], "embed.device"),
         ("50", ["train.classifiers=logreg,forest"], "'forest'"),
         ("50", ["novalue"], "section.key=value"),
         ("50", ["extract.files_per_task=4"], "extract.min_files_per_task (8) must not exceed"),
+        # non-finite and out-of-range numbers stop at load time, before they can reach a worker
+        ("50", ["extract.timeout_s=.inf"], "extract.timeout_s must be a finite number"),
+        ("50", ["extract.timeout_s=.nan"], "extract.timeout_s must be a finite number"),
+        ("50", ["train.logreg_c=.nan"], "train.logreg_c must be a finite number"),
+        ("50", ["store.lock_wait_seconds=.inf"], "store.lock_wait_seconds must be a finite number"),
+        ("50", ["train.promotion_margin=-5"], "train.promotion_margin must be in [-1, 1]"),
+        ("50", ["extract.timeout_s=100000"], "extract.timeout_s must be at most"),
+        ("50", ["ray.num_cpus=2"], "'ray' is now called 'engine'"),
+        ("50", ["engine.executor=spark"], "engine.executor must be one of ray, local"),
+        ("50", ["extract.backend=tika"], "extract.backend must be one of pypdf, pypdfium2"),
+        ("50", ["embed.batch_size=[1"], "embed.batch_size: the value is not valid YAML"),
     ],
 )
 def test_bad_config_names_the_key(tier, overrides, named):
@@ -62,3 +74,32 @@ def test_cli_bad_input_is_one_line_and_nonzero(tmp_path):
     assert result.stderr.strip().count("\n") == 0
     assert "embed.batchsize" in result.stderr
     assert not (tmp_path / "features.duckdb").exists()
+
+
+def test_every_default_lives_in_its_stage_dataclass():
+    """configs/base.yaml sets nothing: the loaded defaults are the dataclasses' own."""
+    from ingestion.extract import ExtractConfig
+    from processing.embed import EmbedConfig
+    from training.classifiers import TrainConfig
+
+    config = load_config("50")
+    assert config.extract == ExtractConfig() and config.embed == EmbedConfig() and config.train == TrainConfig()
+    assert config.corpus.train_size == 50 and load_config("15k").corpus.train_size == 15000
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"root:*:20228:0:99999:7:::\n", "unknown config section (not a config key name)"),
+        (b"\xff\xfe\x00garbage", "is not UTF-8 text"),
+        (b"embed: [unclosed\n", "is not valid YAML (line"),
+    ],
+)
+def test_config_file_errors_never_echo_its_contents(tmp_path, content, expected):
+    path = tmp_path / "c.yaml"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=re.escape(expected)) as info:
+        load_config("50", path)
+    assert "20228" not in str(info.value) and "garbage" not in str(info.value)
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config("50", tmp_path)

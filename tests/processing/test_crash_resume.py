@@ -14,7 +14,7 @@ import pytest
 
 from processing.run import main
 
-pytestmark = pytest.mark.ray
+pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
 ARGS = [
     "--tier",

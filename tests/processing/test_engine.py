@@ -1,9 +1,11 @@
 import time
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from processing import engine
+from processing.scheduling import guided_batch_size
 
 pytestmark = pytest.mark.ray
 
@@ -87,4 +89,46 @@ def test_guided_batches_start_large_and_shrink_to_the_minimum(ray_session):
     [(10_000, 2, 128), (1000, 2, 128), (400, 2, 100), (40, 2, 10), (12, 2, 12), (9, 2, 9), (0, 2, 8), (400, 8, 25)],
 )
 def test_guided_batch_size_is_a_share_of_what_is_left_within_bounds(remaining, slots, expected):
-    assert engine.guided_batch_size(remaining, slots, largest=128, smallest=8) == expected
+    assert guided_batch_size(remaining, slots, largest=128, smallest=8) == expected
+
+
+@pytest.mark.parametrize("token_budget", [256, 600])
+def test_token_ids_made_by_cpu_tasks_give_the_actors_own_vectors(ray_session, token_budget):
+    """The GPU path (tokenise in CPU tasks, the actor gets token ids) run on CPU: same vectors as the
+    actor tokenising itself, for plain truncation and for multi-window documents."""
+    from processing.embed import EmbedConfig
+    from processing.scheduling import EmbedFeeder
+
+    texts = [("Invoice due in 30 days. " * (i % 7 + 1) * 20, f"k{i}") for i in range(10)]
+    vectors = {}
+    for mode in ("actor", "tasks"):
+        pool = engine.RayEmbedPool(EmbedConfig(device="cpu", tokenize=mode, token_budget=token_budget))
+        feeder = EmbedFeeder(pool, per_call=4)
+        pairs = [(k, t) for t, k in texts]
+        done = list(feeder.add(pairs, block=True)) + list(feeder.finish())
+        pool.close()
+        vectors[mode] = {k: v for keys, vecs in done for k, v in zip(keys, vecs, strict=True)}
+        assert (pool.tokenizer is not None) == (mode == "tasks")
+    assert set(vectors["actor"]) == set(vectors["tasks"]) == {k for _, k in texts}
+    for key, vector in vectors["actor"].items():
+        np.testing.assert_allclose(vectors["tasks"][key], vector, atol=1e-5)
+
+
+def test_a_local_ray_listens_on_loopback_only(ray_session):
+    """Every socket that Ray's processes (this driver's descendants) listen on during work is loopback."""
+    import ipaddress
+
+    import psutil
+
+    ray_pids = {p.pid for p in psutil.Process().children(recursive=True)} | {psutil.Process().pid}
+    list(engine.map_batches(_double, range(8), 2, desc="t"))  # workers up and serving
+    listening = [
+        c.laddr for c in psutil.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN and c.pid in ray_pids
+    ]
+    assert listening, "expected Ray to be listening somewhere"
+
+    def loopback(ip: str) -> bool:
+        address = ipaddress.ip_address(ip)
+        return (getattr(address, "ipv4_mapped", None) or address).is_loopback
+
+    assert all(loopback(addr.ip) for addr in listening), listening

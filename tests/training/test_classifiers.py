@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from evaluation.metrics import score
-from training.classifiers import TrainParams, train_classifier
+from training.classifiers import TrainConfig, train_classifier
 
 
 def _blobs(seed: int, n: int = 60):
@@ -17,7 +17,7 @@ def _blobs(seed: int, n: int = 60):
 def test_classifier_learns_separable_classes(name):
     x, y = _blobs(0)
     x_test, y_test = _blobs(0, 20)
-    model = train_classifier(name, x, y, TrainParams(mlp_epochs=30))
+    model = train_classifier(name, x, y, TrainConfig(mlp_epochs=30))
     assert score(y_test, model.predict(x_test))["accuracy"] > 0.95
     proba = model.predict_proba(x_test)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-5)
@@ -26,15 +26,15 @@ def test_classifier_learns_separable_classes(name):
 
 def test_mlp_is_repeatable_with_a_seed():
     x, y = _blobs(1)
-    a = train_classifier("mlp", x, y, TrainParams(seed=3, mlp_epochs=5)).predict_proba(x)
-    b = train_classifier("mlp", x, y, TrainParams(seed=3, mlp_epochs=5)).predict_proba(x)
+    a = train_classifier("mlp", x, y, TrainConfig(seed=3, mlp_epochs=5)).predict_proba(x)
+    b = train_classifier("mlp", x, y, TrainConfig(seed=3, mlp_epochs=5)).predict_proba(x)
     np.testing.assert_allclose(a, b)
 
 
 def test_single_label_is_a_clear_error():
     x, _ = _blobs(0)
     with pytest.raises(ValueError, match="1 label"):
-        train_classifier("logreg", x, np.array(["a"] * len(x)), TrainParams())
+        train_classifier("logreg", x, np.array(["a"] * len(x)), TrainConfig())
 
 
 def test_tfidf_baseline_reads_text():
@@ -42,5 +42,5 @@ def test_tfidf_baseline_reads_text():
     rng = np.random.default_rng(0)
     y = np.array([k for k in "abc" for _ in range(20)])
     texts = np.array([" ".join(rng.permutation(words[label].split() + ["the", "of", "and"])) for label in y])
-    model = train_classifier("tfidf", texts, y, TrainParams())
+    model = train_classifier("tfidf", texts, y, TrainConfig())
     assert list(model.predict(np.array(["payment of the invoice", "the ward physician"]))) == ["a", "b"]

@@ -1,13 +1,13 @@
 """Predict the class of new PDFs with a registered model, reusing the workspace's cached work.
 
-    python -m evaluation.predict --input ~/new-pdfs                         # champion -> predictions.csv
-    python -m evaluation.predict --input ~/new-pdfs --out preds.parquet
-    python -m evaluation.predict --input ~/new-pdfs --model models:/docscale-classifier/3
+    python -m processing.predict --input ~/new-pdfs                         # champion -> predictions.csv
+    python -m processing.predict --input ~/new-pdfs --out preds.parquet
+    python -m processing.predict --input ~/new-pdfs --model models:/docscale-classifier/3
 
-Files are extracted and embedded exactly as in training (same extractor and embedder, looked up from
-the model's registry tags), in this process: prediction sets are small, and this keeps the command
-free of Ray. Every file gets one row; a file that cannot be read or extracted gets its outcome and no
-prediction.
+Files are extracted and embedded exactly as in training: the extractor and embedder settings are read
+from the run that trained the model (its logged extract.* and embed.* params), never from a default
+config. It runs in this process: prediction sets are small, and this keeps the command free of Ray.
+Every file gets one row; a file that cannot be read or extracted gets its outcome and no prediction.
 """
 
 from __future__ import annotations
@@ -20,33 +20,43 @@ from typing import Any
 
 import numpy as np
 
-from ingestion.extract import USABLE, Limits, extract_files, extractor_version
+from ingestion.extract import USABLE, extract_files, extractor_version
 from ingestion.sources import InputError, list_files
-from processing.config import load_config
-from processing.embed import Embedder
+from processing.config import Config, ConfigError, load_config
+from processing.embed import Embedder, embedder_id
 from processing.features import FeatureStore
 from training import tracking
 from training.classifiers import TEXT_INPUT
+
+TRAINED_SECTIONS = ("extract", "embed")  # the settings a model's inputs were made with
+
+
+def trained_config(params: dict[str, str]) -> Config:
+    """The extract.* and embed.* settings a model was trained with, from its run's logged params."""
+    overrides = [f"{k}={v}" for k, v in params.items() if k.split(".")[0] in TRAINED_SECTIONS]
+    return load_config("50", overrides=overrides)
 
 
 def predict_folder(
     input_dir: str, workspace: Path, model_uri: str, experiment: str = "docscale", tracking_uri: str | None = None
 ) -> list[dict[str, Any]]:
-    config = load_config("50")
     tracking.setup(tracking_uri or tracking.default_tracking_uri(workspace), experiment, None)
     version = tracking.model_version(model_uri)
     model = tracking.load_model(f"models:/{version.name}/{version.version}")
-    classifier, embedder = version.tags.get("classifier", ""), version.tags.get("embedder", "")
-    x = config.extract
-    limits = Limits(x.max_pages, x.max_bytes, x.min_chars, x.timeout_s, x.fallback_on_empty)
-    extractor = extractor_version(x.backend, x.fallback or None, limits)
+    try:
+        config = trained_config(tracking.training_params(version))
+    except ConfigError as exc:
+        raise InputError(f"{model_uri}: its training settings cannot be read back: {exc}") from None
+    classifier = version.tags.get("classifier", "")
+    embedder = version.tags.get("embedder") or embedder_id(config.embed)
+    extractor = extractor_version(config.extract)
     paths = list_files(input_dir)
     if not paths:
         raise InputError(f"--input {input_dir}: the folder holds no files")
     run_id = time.strftime("predict-%Y%m%d-%H%M%S")
     with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
         store.begin_run(run_id, f"predict:{input_dir}", {"model": model_uri})
-        records = extract_files(paths, store.extracted_hashes(extractor), x.backend, x.fallback or None, limits)
+        records = extract_files(paths, config.extract, store.extracted_hashes(extractor))
         store.record_files(run_id, extractor, records, {p: (None, "predict") for p in paths})
         store.mark_duplicates(run_id)
         outcomes = store.run_outcomes(run_id)
@@ -57,7 +67,7 @@ def predict_folder(
             texts = dict(store.iter_texts(sorted({hashes[p] for p in usable}), extractor))
             features = np.asarray([texts[hashes[p]] for p in usable])
         else:
-            features = _vectors(store, embedder, extractor, [hashes[p] for p in usable])
+            features = _vectors(store, config, embedder, extractor, [hashes[p] for p in usable])
         store.finish_run(run_id, "finished", None)
     rows = []
     probabilities = model.predict_proba(features) if usable else np.zeros((0, len(model.classes_)))
@@ -73,21 +83,10 @@ def predict_folder(
     return rows
 
 
-def _vectors(store: FeatureStore, embedder: str, extractor: str, hashes: list[str]) -> np.ndarray:
-    info = store.embedder_info(embedder)
-    if info is None:
-        raise InputError(f"the model's embedder {embedder!r} is unknown to this workspace's feature store")
+def _vectors(store: FeatureStore, config: Config, embedder: str, extractor: str, hashes: list[str]) -> np.ndarray:
     missing = store.missing_embeddings(hashes, embedder, extractor)
     if missing:
-        params = info["params"]
-        model = Embedder(
-            info["model"],
-            "auto",
-            max_chars=params["max_chars"],
-            backend=params.get("backend", "torch"),
-            token_budget=params.get("token_budget", 256),
-            cache_dir=store.path.parent / "models",
-        )
+        model = Embedder(config.embed, cache_dir=store.path.parent / "models")
         pairs = list(store.iter_texts(missing, extractor))
         store.add_embeddings([h for h, _ in pairs], model.encode([t for _, t in pairs]), embedder, extractor)
     return store.load_vectors(hashes, embedder, extractor)
@@ -108,7 +107,7 @@ def write_rows(rows: list[dict[str, Any]], out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m evaluation.predict", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m processing.predict", description=__doc__.split("\n")[0])
     parser.add_argument("--input", required=True, help="folder of PDFs (local or s3://...)")
     parser.add_argument("--model", default="models:/docscale-classifier@champion")
     parser.add_argument("--workspace", type=Path, default=Path("workspace"))
