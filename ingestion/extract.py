@@ -9,7 +9,9 @@ a hard one that kills the worker for hangs inside C code).
 from __future__ import annotations
 
 import hashlib
+import os
 import signal
+import stat
 import threading
 import time
 from collections.abc import Iterator
@@ -237,9 +239,15 @@ def time_limit(seconds: float) -> Iterator[None]:
 def read_and_extract(path: str, config: ExtractConfig, skip_hashes: frozenset[str] = frozenset()) -> FileRecord:
     """Read one file and extract it unless its content is in `skip_hashes` (already extracted).
 
-    A file that cannot be read (vanished, permissions, network) still gets a record.
+    The size is checked on the file system before a byte is read, so an oversized (or sparse) file costs
+    nothing; what is not a regular file (a FIFO, a device, a link to a directory or to nowhere) is never
+    opened. A file that cannot be read (vanished, permissions, network) still gets a record.
     """
     try:
+        size = file_size(path)
+        if size > config.max_bytes:
+            message = f"{size} bytes > extract.max_bytes={config.max_bytes} (not read)"
+            return FileRecord(path, f"size:{size}:{path}", size, Extraction("too_large", message=message))
         data = read_bytes(path)
     except OSError as exc:  # pyarrow's filesystem errors are OSErrors too
         return FileRecord(path, "", 0, Extraction("unreadable", message=_one_line(exc)))
@@ -247,6 +255,20 @@ def read_and_extract(path: str, config: ExtractConfig, skip_hashes: frozenset[st
     if digest in skip_hashes:
         return FileRecord(path, digest, len(data), None)
     return FileRecord(path, digest, len(data), extract_text(data, config))
+
+
+def file_size(path: str) -> int:
+    """Bytes of a regular file, from the file system; OSError for anything else."""
+    if "://" in path:
+        from ingestion.sources import filesystem_for
+
+        filesystem, inner = filesystem_for(path)
+        return int(filesystem.get_file_info(inner).size or 0)
+    info = os.stat(path)  # follows a link to a file; a dangling or looping link raises
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a directory (links to folders are not followed)" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise OSError(f"{kind}: {os.path.basename(path)!r}")
+    return info.st_size
 
 
 def extract_files(
@@ -260,10 +282,11 @@ def lost_record(path: str, reason: str) -> FileRecord:
     """The record for a file whose worker was killed (hard timeout) or failed while extracting it."""
     outcome = "timeout" if reason.startswith("timeout") else "worker_error"
     try:
-        data = read_bytes(path)
+        size = file_size(path)
+        digest = content_hash(read_bytes(path)) if size <= 1 << 30 else f"size:{size}:{path}"
     except OSError as exc:
         return FileRecord(path, "", 0, Extraction("unreadable", message=_one_line(exc)))
-    return FileRecord(path, content_hash(data), len(data), Extraction(outcome, message=reason))
+    return FileRecord(path, digest, size, Extraction(outcome, message=reason))
 
 
 def _one_line(exc: BaseException) -> str:

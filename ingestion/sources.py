@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import posixpath
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,11 +80,41 @@ def list_files(root: str) -> list[str]:
     if filesystem.get_file_info(base).type != fs.FileType.Directory:
         raise InputError(f"--input {root}: not a folder (or not readable)")
     prefix = root.split("://")[0] + "://" if "://" in root else ""
-    return [
-        prefix + f.path
-        for f in sorted(filesystem.get_file_info(fs.FileSelector(base, recursive=True)), key=lambda f: f.path)
-        if f.type == fs.FileType.File and not Path(f.path).name.startswith(".")
-    ]
+    return [prefix + f for f in _entries(filesystem, base)]
+
+
+def _entries(filesystem: fs.FileSystem, base: str) -> list[str]:
+    """Sorted paths of every entry under base that is not a directory, hidden ones aside.
+
+    Locally the tree is walked without following links to directories: a link that points back up
+    (`ln -s .. up`) or out of the tree is an entry of its own, which extraction records as unreadable,
+    instead of a loop that multiplies and relabels files. FIFOs, dangling links and names that are not
+    UTF-8 are entries too: each gets one outcome, none is silently dropped.
+    """
+    if not isinstance(filesystem, fs.LocalFileSystem):
+        found = filesystem.get_file_info(fs.FileSelector(base, recursive=True))
+        return sorted(f.path for f in found if f.type == fs.FileType.File and not Path(f.path).name.startswith("."))
+    entries, stack = [], [base]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(folder) as listing:
+                for entry in listing:
+                    if entry.name.startswith("."):
+                        continue
+                    if entry.is_dir(follow_symlinks=False):
+                        stack.append(entry.path)
+                    else:
+                        entries.append(entry.path)
+        except OSError as exc:
+            raise InputError(f"--input: cannot list {display_path(folder)}: {exc.strerror}") from None
+    return sorted(entries, key=lambda p: p.encode("utf-8", "surrogateescape"))
+
+
+def display_path(path: str) -> str:
+    """A path as valid UTF-8 text (for DuckDB, CSV, logs): bytes a file name holds that are not UTF-8
+    are shown as \\xNN. The original string still opens the file."""
+    return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def list_input(root: str, labels_csv: str | None = None, heldout_fraction: float = 0.2) -> list[InputFile]:
@@ -92,11 +123,7 @@ def list_input(root: str, labels_csv: str | None = None, heldout_fraction: float
     info = filesystem.get_file_info(base)
     if info.type != fs.FileType.Directory:
         raise InputError(f"--input {root}: not a folder (or not readable)")
-    files = sorted(
-        f.path
-        for f in filesystem.get_file_info(fs.FileSelector(base, recursive=True))
-        if f.type == fs.FileType.File and not Path(f.path).name.startswith(".")
-    )
+    files = _entries(filesystem, base)
     if not files:
         raise InputError(f"--input {root}: the folder holds no files")
     prefix = root.split("://")[0] + "://" if "://" in root else ""
@@ -123,7 +150,7 @@ def list_input(root: str, labels_csv: str | None = None, heldout_fraction: float
 
 def _split(relpath: str, heldout_fraction: float) -> str:
     # A hash of the path, not a random draw: the same file lands in the same split on every run.
-    bucket = int(hashlib.sha256(relpath.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
+    bucket = int(hashlib.sha256(relpath.encode("utf-8", "surrogateescape")).hexdigest()[:8], 16) / 0xFFFFFFFF
     return "heldout" if bucket < heldout_fraction else "train"
 
 
@@ -133,6 +160,7 @@ def _read_labels_csv(labels_csv: str, base: str, files: set[str]) -> dict[str, s
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--labels {labels_csv}: cannot read it as UTF-8 text ({exc})") from exc
     labels: dict[str, str] = {}
+    first_line: dict[str, int] = {}
     for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or (line_no == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
             continue
@@ -142,5 +170,14 @@ def _read_labels_csv(labels_csv: str, base: str, files: set[str]) -> dict[str, s
         full = posixpath.normpath(path if path.startswith("/") else posixpath.join(base, path))
         if full not in files:
             raise InputError(f"{labels_csv}:{line_no}: {path} is not a file under the input folder")
-        labels[full] = row[1].strip()
+        label = row[1].strip()
+        if full in labels:
+            if labels[full] != label:
+                raise InputError(
+                    f"{labels_csv}:{line_no}: {path} is labelled {label!r} here and {labels[full]!r} on line "
+                    f"{first_line[full]}; keep one of the two rows"
+                )
+            print(f"[docscale] warning: {labels_csv}:{line_no}: repeats line {first_line[full]}", file=sys.stderr)
+            continue
+        labels[full], first_line[full] = label, line_no
     return labels

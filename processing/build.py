@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ingestion.corpus import CorpusConfig, corpus_dir, manifest, missing_entries, write_entries
 from ingestion.extract import USABLE, ExtractConfig, FileRecord, extract_files, extractor_version, lost_record
-from ingestion.sources import join
+from ingestion.sources import InputError, join
 from processing.embed import EmbedConfig, embedder_id
 from processing.features import FeatureStore
 from processing.progress import Progress, Stopwatch, log
@@ -156,6 +156,11 @@ def build_features(
 
     # Unlabelled documents are embedded too: they get predictions at the end.
     members = store.members(run_id)
+    if not members:  # nothing to train on: say so before committing an empty version
+        raise InputError(
+            f"none of the {len(labels)} labelled input files gave usable text (outcomes: "
+            f"{store.outcome_counts(run_id)}); nothing to train on"
+        )
     wanted = [m.content_hash for m in members] + [h for _, h in store.unlabelled(run_id)]
     if store.missing_embeddings(wanted, embedder, extractor):
         pool = pool or open_pool(cpu_share=1.0)

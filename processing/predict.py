@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from ingestion.extract import USABLE, extract_files, extractor_version
-from ingestion.sources import InputError, list_files
+from ingestion.sources import InputError, display_path, list_files
 from processing.config import Config, ConfigError, load_config
 from processing.embed import Embedder, embedder_id
 from processing.features import FeatureStore
@@ -59,7 +59,8 @@ def predict_folder(
         records = extract_files(paths, config.extract, store.extracted_hashes(extractor))
         store.record_files(run_id, extractor, records, {p: (None, "predict") for p in paths})
         store.mark_duplicates(run_id)
-        outcomes = store.run_outcomes(run_id)
+        stored = store.run_outcomes(run_id)  # keyed by each path as stored (valid UTF-8)
+        outcomes = {p: stored[display_path(p)] for p in paths}
         hashes = {r.path: r.content_hash for r in records}
         usable = [p for p in paths if outcomes[p] in USABLE or outcomes[p] == "duplicate"]
         usable = [p for p in usable if hashes[p]]
@@ -74,7 +75,12 @@ def predict_folder(
     by_path = dict(zip(usable, probabilities, strict=True))
     classes = [str(c) for c in model.classes_]
     for path in paths:
-        row: dict[str, Any] = {"path": path, "outcome": outcomes[path], "predicted": None, "probability": None}
+        row: dict[str, Any] = {
+            "path": display_path(path),
+            "outcome": outcomes[path],
+            "predicted": None,
+            "probability": None,
+        }
         if path in by_path:
             p = by_path[path]
             row |= {"predicted": classes[int(p.argmax())], "probability": float(p.max())}

@@ -115,6 +115,16 @@ def inputs(
     return {f.uri: (f.label, f.split) for f in files}, 0
 
 
+def _workspace_problem(workspace: Path) -> str | None:
+    """Why the workspace cannot be used, before anything starts (None when it can)."""
+    if workspace.exists() and not workspace.is_dir():
+        return "is a file, not a folder; pass a folder (it is created if missing)"
+    existing = next((p for p in (workspace, *workspace.resolve().parents) if p.exists()), None)
+    if existing is not None and not os.access(existing, os.W_OK):
+        return f"cannot be written ({existing} is read-only); pass a writable folder"
+    return None
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m processing.run", description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -169,11 +179,24 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from training.tracking import check_reachable
+
+    try:  # before the first stage, not after the pipeline ran
+        for config in configs.values():
+            check_reachable(config.mlflow.uri(Path(args.workspace).resolve()))
+    except ConnectionError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     from evaluation.report import format_summary, write_summary
     from ingestion.sources import InputError
     from processing.embed import ModelNotFoundError
     from processing.engine import EmbeddingLost
-    from processing.features import UnknownVersionError, WorkspaceLockedError
+    from processing.features import UnknownVersionError, WorkspaceDamagedError, WorkspaceLockedError
+
+    problem = _workspace_problem(Path(args.workspace))
+    if problem:
+        print(f"error: --workspace {args.workspace}: {problem}", file=sys.stderr)
+        return 2
 
     summaries = []
     for tier, config in configs.items():
@@ -184,9 +207,22 @@ def main(argv: list[str] | None = None) -> int:
         except InputError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
-        except (WorkspaceLockedError, ModelNotFoundError, UnknownVersionError, EmbeddingLost) as exc:  # one line
-            print(f"error: {exc}", file=sys.stderr)
+        except (
+            WorkspaceLockedError,
+            WorkspaceDamagedError,
+            ModelNotFoundError,
+            UnknownVersionError,
+            EmbeddingLost,
+        ) as exc:
+            print(f"error: {exc}", file=sys.stderr)  # one line each
             return 1
+        except KeyboardInterrupt:
+            print(
+                f"interrupted: every batch extracted and embedded so far is saved in {args.workspace}; "
+                "run the same command again to resume",
+                file=sys.stderr,
+            )
+            return 130
         print(format_summary(summary) + "\n")
         summaries.append(summary)
     if args.summary:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,8 +79,35 @@ def pipeline_run(run_name: str, params: dict[str, Any], tags: dict[str, str]):
         yield run.info.run_id
 
 
+def metric_key(name: str) -> str:
+    """A metric name MLflow accepts, made from any text (labels come from users' folders and CSVs: `R&D
+    (legacy)`, `lab/../report`). The real label stays in the data and the reports; only the key changes."""
+    key = re.sub(r"[^A-Za-z0-9_\-. /]", "_", name).replace("..", "_")
+    return key.lstrip("/") or "_"
+
+
 def log_metrics(metrics: dict[str, float]) -> None:
-    mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+    mlflow.log_metrics({metric_key(k): float(v) for k, v in metrics.items()})
+
+
+def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, before any work, when a tracking server does not answer (MLflow itself retries
+    for minutes, and only after the pipeline ran). Raises ConnectionError with one line."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s) as response:
+            response.read(64)
+    except urllib.error.HTTPError:
+        return  # it answered: a server without /health is still a server
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ConnectionError(
+            f"the MLflow tracking server {uri} does not answer ({reason}); start it or fix --mlflow-uri"
+        ) from None
 
 
 def log_artifact(path: Path, folder: str | None = None) -> None:

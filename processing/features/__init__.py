@@ -1,6 +1,6 @@
 """The versioned feature store (DuckDB). `python -m processing.features --help` for its CLI."""
 
-from processing.features.store import FeatureStore, StoreConfig, WorkspaceLockedError
+from processing.features.store import FeatureStore, StoreConfig, WorkspaceDamagedError, WorkspaceLockedError
 from processing.features.versions import Features, Member, UnknownVersionError, version_id_for
 
 __all__ = [
@@ -9,6 +9,7 @@ __all__ = [
     "Member",
     "StoreConfig",
     "UnknownVersionError",
+    "WorkspaceDamagedError",
     "WorkspaceLockedError",
     "version_id_for",
 ]

@@ -32,6 +32,7 @@ import numpy as np
 import pyarrow as pa
 
 from ingestion.extract import TRANSIENT, FileRecord
+from ingestion.sources import display_path
 from processing.features.versions import Member, VersionsMixin
 
 SCHEMA = """
@@ -79,6 +80,14 @@ class WorkspaceLockedError(RuntimeError):
     pass
 
 
+class WorkspaceDamagedError(RuntimeError):
+    pass
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
 class FeatureStore(VersionsMixin):
     def __init__(self, path: Path, wait_seconds: float = 0.0, read_only: bool = False) -> None:
         """Open (or create) the store. DuckDB allows one writing process per file: if another holds it,
@@ -94,7 +103,9 @@ class FeatureStore(VersionsMixin):
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
-                    raise
+                    raise WorkspaceDamagedError(
+                        f"the workspace's feature store is damaged or unreadable: {self.path}: {_line(exc)}"
+                    ) from None
                 if time.monotonic() < deadline:
                     time.sleep(0.5)
                     continue
@@ -104,6 +115,11 @@ class FeatureStore(VersionsMixin):
                     f"{self.path} is locked by {who} (another docscale run?); wait for it to finish, "
                     "pass --set store.lock_wait_seconds=600 to queue behind it, or use another --workspace"
                 ) from exc
+            except duckdb.Error as exc:  # a truncated or foreign file: say so before any work, in one line
+                raise WorkspaceDamagedError(
+                    f"the workspace's feature store is damaged: {self.path}: {_line(exc)}; move it aside to start "
+                    "afresh (extractions and embeddings will be redone)"
+                ) from None
         if not read_only:
             self.con.execute(SCHEMA)
             self._migrate()
@@ -193,7 +209,7 @@ class FeatureStore(VersionsMixin):
         inputs = pa.table(
             {
                 "run_id": [run_id] * len(records),
-                "path": [r.path for r in records],
+                "path": [display_path(r.path) for r in records],
                 "content_hash": [r.content_hash for r in records],
                 "label": [labels[r.path][0] for r in records],
                 "split": [labels[r.path][1] for r in records],

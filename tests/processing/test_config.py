@@ -103,3 +103,15 @@ def test_config_file_errors_never_echo_its_contents(tmp_path, content, expected)
     assert "20228" not in str(info.value) and "garbage" not in str(info.value)
     with pytest.raises(ConfigError, match="is a directory"):
         load_config("50", tmp_path)
+
+
+def test_an_unreachable_tracking_server_is_one_line_before_any_work(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "processing.run", "--workspace", str(tmp_path), "--mlflow-uri", "http://127.0.0.1:9"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
+    assert "does not answer" in result.stderr and "http://127.0.0.1:9" in result.stderr
+    assert not (tmp_path / "features.duckdb").exists() and not (tmp_path / "corpus").exists()

@@ -67,3 +67,23 @@ def test_onnx_int8_backend_stays_close_to_fp32(embedder, tmp_path):
     cosine = (fast.encode(texts) * embedder.encode(texts)).sum(axis=1)
     assert (cosine > 0.97).all()
     assert list((tmp_path / "onnx").rglob("model-int8.onnx"))  # converted once, cached
+
+
+def test_token_budget_batches_give_sentence_transformers_own_vectors(embedder):
+    """The length-sorted, token-budget path equals SentenceTransformer.encode on mixed lengths, including
+    texts past the window (truncated the same way) and an empty one."""
+    texts = ["Invoice 42.", "", "The patient was discharged in stable condition. " * 40, "Lab report: normal. " * 9]
+    clipped = [" ".join(t[: embedder.max_chars].split()) for t in texts]
+    reference = embedder.model.encode(clipped, normalize_embeddings=True, convert_to_numpy=True)
+    ours = embedder.encode(texts)
+    np.testing.assert_allclose((ours * reference).sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_token_batches_respect_the_budget_and_cover_every_row():
+    from processing.embed import token_batches
+
+    lengths = np.array([256, 200, 120, 120, 30, 3])
+    batches = token_batches(lengths, max_tokens=400)
+    assert batches[0] == (0, 1) and batches[-1][1] == len(lengths)
+    assert all((end - start) * lengths[start] <= 400 or end - start == 1 for start, end in batches)
+    assert [i for s, e in batches for i in range(s, e)] == list(range(len(lengths)))

@@ -1,0 +1,54 @@
+"""A user's mistake is one line on stderr and a non-zero exit, found before the work, never a traceback."""
+
+from __future__ import annotations
+
+import pytest
+
+from processing.run import main
+
+LOCAL = ["--set", "engine.executor=local", "--set", "train.classifiers=logreg"]
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1 and not any("Traceback" in line for line in err), err
+    return errors[0]
+
+
+def test_a_workspace_that_is_a_file(tmp_path, capsys):
+    path = tmp_path / "ws"
+    path.write_text("x")
+    assert main(["--workspace", str(path), *LOCAL]) == 2
+    assert "is a file, not a folder" in _one_line_error(capsys)
+
+
+def test_a_damaged_feature_store_is_named_before_any_work(tmp_path, capsys):
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "features.duckdb").write_bytes(b"DUCK" * 100)  # truncated garbage where the store was
+    assert main(["--workspace", str(workspace), *LOCAL]) == 1
+    assert "feature store is damaged" in _one_line_error(capsys)
+    assert not (workspace / "corpus").exists()  # found before generating anything
+
+
+def test_an_input_of_only_non_pdf_files_commits_nothing(tmp_path, capsys):
+    for label in ("a", "b"):
+        (tmp_path / "in" / label).mkdir(parents=True)
+        for i in range(2):
+            (tmp_path / "in" / label / f"{i}.pdf").write_text("plain text, not a PDF")
+    workspace = tmp_path / "ws"
+    assert main(["--input", str(tmp_path / "in"), "--workspace", str(workspace), *LOCAL]) == 2
+    assert "nothing to train on" in _one_line_error(capsys)
+    import duckdb
+
+    with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM feature_versions").fetchone()[0] == 0
+        assert con.execute("SELECT count(*) FROM run_inputs").fetchone()[0] == 4  # each file kept its outcome
+
+
+@pytest.mark.parametrize("bad", ["--set", "--config"])
+def test_bad_settings_are_one_line(tmp_path, capsys, bad):
+    value = "embed.batch_size=[1" if bad == "--set" else str(tmp_path)
+    assert main(["--workspace", str(tmp_path / "ws"), bad, value]) == 2
+    _one_line_error(capsys)
