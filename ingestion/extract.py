@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from ingestion.backends import BACKENDS, Encrypted, TooManyPages, get_backend
+from ingestion.inflation import inflated_bytes
 from ingestion.sources import read_bytes
 
 OUTCOMES = (
@@ -38,7 +39,7 @@ USABLE = ("ok", "fallback_ok")  # outcomes whose text goes on to embedding
 # worker or node lost, a bug, a bad setting), never a property of the document, so it must not stick.
 TRANSIENT = ("timeout", "unreadable", "worker_error")
 # Bump when this module's behaviour changes: cached extractions are keyed by extractor_version().
-LOGIC_VERSION = 3
+LOGIC_VERSION = 4  # 4: inflation check before parsing
 
 
 @dataclass
@@ -52,6 +53,9 @@ class ExtractConfig:
     min_files_per_task: int = 8
     max_pages: int = 500
     max_bytes: int = 50 * 1024 * 1024
+    # What a document's (non-image) streams may inflate to: PDFium needed ~20 bytes of memory per byte of
+    # an inflated content-stream bomb, so 128 MiB bounds a worker at a few GiB (README, reliability).
+    max_inflated_bytes: int = 128 * 1024 * 1024
     min_chars: int = 30  # fewer extracted characters than this = empty_text (likely a scan)
     # Ask the fallback backend too when the first finds under min_chars characters. Off by default:
     # on the 971 pdf.js files it read 17 more files (one a real paper, most a few garbled characters)
@@ -60,7 +64,8 @@ class ExtractConfig:
 
     def validate(self) -> None:
         """Raise ValueError naming the key, before any work starts."""
-        for key in ("timeout_s", "files_per_task", "min_files_per_task", "max_pages", "max_bytes", "min_chars"):
+        positive = ("timeout_s", "files_per_task", "min_files_per_task", "max_pages", "max_bytes", "max_inflated_bytes")
+        for key in (*positive, "min_chars"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"extract.{key} must be > 0; got {getattr(self, key)}")
         if self.timeout_s > 24 * 3600:
@@ -82,7 +87,7 @@ class ExtractConfig:
 
     def cache_key(self) -> str:
         """The settings that decide an extraction's outcome (the timeout does not: timeouts are not cached)."""
-        key = f"pages{self.max_pages},bytes{self.max_bytes},chars{self.min_chars}"
+        key = f"pages{self.max_pages},bytes{self.max_bytes},inflated{self.max_inflated_bytes},chars{self.min_chars}"
         return key + (",empty-fallback" if self.fallback_on_empty else "")
 
 
@@ -156,6 +161,9 @@ def _extract(data: bytes, config: ExtractConfig) -> Extraction:
         return Extraction("not_pdf", message="empty file (0 bytes)")
     if b"%PDF-" not in data[:1024]:
         return Extraction("not_pdf", message="no %PDF- header in the first 1 KiB")
+    if inflated_bytes(data, config.max_inflated_bytes) > config.max_inflated_bytes:
+        limit = config.max_inflated_bytes
+        return Extraction("too_large", message=f"streams inflate past extract.max_inflated_bytes={limit} (not parsed)")
     errors = []
     empty: Extraction | None = None  # the first backend's result when it read the file but found no text
     for attempt, name in enumerate(config.backends):
