@@ -24,7 +24,7 @@ from ingestion.extract import USABLE, extract_files, extractor_version
 from ingestion.sources import InputError, display_path, list_files
 from processing.config import Config, ConfigError, load_config
 from processing.embed import Embedder, embedder_id
-from processing.features import FeatureStore
+from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLockedError
 from training import tracking
 from training.classifiers import TEXT_INPUT
 
@@ -125,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (WorkspaceLockedError, WorkspaceDamagedError) as exc:  # e.g. a run holds the workspace
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except Exception as exc:
         if type(exc).__name__ == "MlflowException":  # no such model, alias or registry
             print(f"error: {args.model}: {str(exc).splitlines()[0]}", file=sys.stderr)

@@ -38,7 +38,7 @@ def run_pipeline(
     labels_csv: str | None = None,
 ) -> dict[str, Any]:
     """The whole chain for a tier of the generated corpus, or for the user's folder when input_dir is given."""
-    from processing.build import build_features
+    from processing.build import build_features, generate_corpus
     from processing.embed import resolve_device
     from processing.features import FeatureStore
     from processing.progress import log
@@ -57,6 +57,9 @@ def run_pipeline(
         store.begin_run(run.run_id, run.source, config.to_dict())
         try:
             if feature_version is None:
+                # The user's folder is listed and checked before the engine starts: a bad --input costs
+                # a second, not a Ray start-up.
+                listed = list_user_input(config, input_dir, labels_csv) if input_dir else None
                 with run.clock.stage("ray_start"):
                     executor = start_executor(config, ray_address)
                 cluster = executor.cluster
@@ -64,7 +67,7 @@ def run_pipeline(
                     f"engine: {config.engine.executor}, {cluster.nodes} node(s), {cluster.cpus} CPU, {cluster.gpus} GPU"
                 )
                 with run.clock.stage("corpus"):
-                    labels, generated = inputs(config, executor, workspace, input_dir, labels_csv)
+                    labels, generated = listed or generate_corpus(executor, config.corpus, workspace)
                 corpus = None if input_dir else config.corpus
                 settings = (config.extract, config.embed, corpus)
                 features = build_features(
@@ -99,16 +102,12 @@ def start_executor(config: Config, ray_address: str | None) -> Any:
     return RayExecutor(config.engine, ray_address)
 
 
-def inputs(
-    config: Config, executor: Any, workspace: Path, input_dir: str | None, labels_csv: str | None
+def list_user_input(
+    config: Config, input_dir: str, labels_csv: str | None
 ) -> tuple[dict[str, tuple[str | None, str]], int]:
-    """path -> (label, split) for the user's folder, or for the generated tier (rendering what is missing)."""
-    from processing.build import generate_corpus
-    from processing.progress import log
-
-    if not input_dir:
-        return generate_corpus(executor, config.corpus, workspace)
+    """path -> (label, split) for every file of the user's folder (and 0 files generated)."""
     from ingestion.sources import list_input
+    from processing.progress import log
 
     files = list_input(input_dir, labels_csv, config.corpus.heldout_fraction)
     log(f"input: {len(files)} files in {input_dir}, {sum(f.split == 'predict' for f in files)} unlabelled")
@@ -194,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     from processing.features import UnknownVersionError, WorkspaceDamagedError, WorkspaceLockedError
 
     problem = _workspace_problem(Path(args.workspace))
+    if not problem and args.feature_version and not (Path(args.workspace) / "features.duckdb").exists():
+        problem = f"holds no feature store, so no {args.feature_version}; run without --feature-version first"
     if problem:
         print(f"error: --workspace {args.workspace}: {problem}", file=sys.stderr)
         return 2

@@ -52,3 +52,22 @@ def test_bad_settings_are_one_line(tmp_path, capsys, bad):
     value = "embed.batch_size=[1" if bad == "--set" else str(tmp_path)
     assert main(["--workspace", str(tmp_path / "ws"), bad, value]) == 2
     _one_line_error(capsys)
+
+
+def test_a_bad_input_folder_is_found_before_the_engine_starts(tmp_path, capsys, monkeypatch):
+    import processing.run as run
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("the engine must not start for a bad --input")
+
+    monkeypatch.setattr(run, "start_executor", no_engine)
+    (tmp_path / "in").mkdir()
+    assert main(["--input", str(tmp_path / "in"), "--workspace", str(tmp_path / "ws")]) == 2
+    assert "holds no files" in _one_line_error(capsys)
+
+
+def test_a_feature_version_on_a_new_workspace_creates_nothing(tmp_path, capsys):
+    workspace = tmp_path / "new"
+    assert main(["--workspace", str(workspace), "--feature-version", "fv-1234"]) == 2
+    assert "holds no feature store" in _one_line_error(capsys)
+    assert not workspace.exists()
