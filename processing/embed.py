@@ -110,6 +110,7 @@ def resolve_device(device: str) -> str:
 
 # Bump when the vectors for the same inputs change (the key of cached embeddings carries it).
 CHUNKING_VERSION = 2  # 2: windows cut from token ids, not decoded text
+ONNX_GRAPH = "opt2"  # processing.onnx_encoder.GRAPH_VERSION: the optimised, then quantised graph
 
 
 def embedder_id(config: EmbedConfig) -> str:
@@ -127,6 +128,8 @@ def embedder_id(config: EmbedConfig) -> str:
         params += [config.backend, config.token_budget]
     if config.token_budget > 256:
         params.append(CHUNKING_VERSION)
+    if config.backend == "onnx-int8":
+        params.append(ONNX_GRAPH)
     digest = hashlib.sha256(json.dumps(params).encode()).hexdigest()[:12]
     return f"{Path(config.model).name}@{digest}"
 

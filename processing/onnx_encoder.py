@@ -19,15 +19,17 @@ import numpy as np
 def export_int8(model_path: str, out_dir: Path) -> Path:
     """Export the transformer to ONNX and quantize it; cached: a second call returns the file at once."""
     out_dir = Path(out_dir)
-    quantized = out_dir / "model-int8.onnx"
+    quantized = out_dir / f"model-int8-{GRAPH_VERSION}.onnx"
     if quantized.exists():
         return quantized
+    import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel, AutoTokenizer
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = AutoModel.from_pretrained(model_path).eval()
+    # Eager attention exports the pattern ONNX Runtime fuses into one Attention op (SDPA exports do not fuse).
+    model = AutoModel.from_pretrained(model_path, attn_implementation="eager").eval()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     sample = tokenizer(["an example sentence", "another"], return_tensors="pt", padding=True)
     names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
@@ -53,13 +55,32 @@ def export_int8(model_path: str, out_dir: Path) -> Path:
             dynamo=False,
         )
     tmp = out_dir / f"model-int8.{os.getpid()}.onnx"
-    # Per-channel weights, MatMuls only: per-tensor quantization of every op cost 8% cosine similarity
-    # to the fp32 vectors on our documents; this costs under 1%.
+    # First ONNX Runtime's transformer optimizer: attention, LayerNorm and GELU become fused kernels, so the
+    # int8 MatMuls are not surrounded by dozens of small fp32 ops (quantising the plain graph measured
+    # 0.97x fp32 here). Then per-channel weights, MatMuls only: per-tensor quantization of every op cost
+    # 8% cosine similarity to the fp32 vectors on our documents.
+    optimized = out_dir / "model-fp32-optimized.onnx"
+    _optimize(fp32, optimized, model.config)
     quantize_dynamic(
-        str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+        str(optimized),
+        str(tmp),
+        weight_type=QuantType.QInt8,
+        per_channel=True,
+        op_types_to_quantize=["MatMul", "Attention"],
+        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops leave some types uninferred
     )
     tmp.replace(quantized)  # atomic: a concurrent reader never sees half a model
     return quantized
+
+
+GRAPH_VERSION = "opt2"  # in the file name: a new recipe never reuses an old export
+
+
+def _optimize(source: Path, target: Path, config: object) -> None:
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
+    optimize_model(str(source), model_type="bert", num_heads=heads, hidden_size=hidden).save_model_to_file(str(target))
 
 
 class OnnxEncoder:

@@ -7,21 +7,23 @@ conductor imports it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from evaluation.metrics import full_report, plot_confusion, score
+from evaluation.heldout import Evaluation, evaluate
+from evaluation.metrics import score
 from evaluation.report import write_predictions
 from processing.config import Config
 from processing.features import FeatureStore
 from processing.progress import Stopwatch
 from training import tracking
-from training.classifiers import TEXT_INPUT, train_classifier
+from training.classifiers import TEXT_INPUT
+from training.fit import Trained, fit
 from training.gate import gate
 
 
@@ -72,23 +74,44 @@ class Inputs:
         return self._texts
 
 
+@dataclass
+class RunSummary:
+    """What a pipeline run did, for the printed table, the JSON file and MLflow."""
+
+    run_id: str
+    tier: str
+    source: str
+    documents: int
+    outcomes: dict[str, int]
+    failed: dict[str, int]
+    train_documents: int
+    heldout_documents: int
+    feature_version: str
+    feature_version_created: bool
+    mlflow_run_id: str
+    classifiers: dict[str, dict[str, float]]
+    best_classifier: str
+    registry: dict[str, Any]
+    stage_seconds: dict[str, float]
+    docs_per_second: dict[str, float]
+    device: str
+    work: dict[str, int]
+    cluster: dict[str, Any]
+    workspace: str
+    predictions: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 def train_and_report(
     config: Config, store: FeatureStore, state: RunContext, version_id: str, created: bool
 ) -> dict[str, Any]:
+    """Wiring: each classifier is fitted (training.fit), scored (evaluation.heldout) and logged (tracking);
+    the best goes through the registry gate (training.gate); unlabelled files get its predictions."""
     clock, t = state.clock, config.train
     with clock.stage("load_features"):
-        features = store.load_features(version_id)
-        version = store.version(version_id)
-        inputs = Inputs(
-            features.x_train,
-            features.y_train,
-            features.x_heldout,
-            features.y_heldout,
-            version["embedder"],
-            load_texts=lambda: store.load_texts(version_id),
-        )
-        if TEXT_INPUT & set(t.classifiers):
-            inputs.texts()
+        inputs = _inputs(store, version_id, needs_texts=bool(TEXT_INPUT & set(t.classifiers)))
     with clock.stage("mlflow_setup"):
         tracking.setup(config.mlflow.uri(state.workspace), config.mlflow.experiment, state.workspace / "mlartifacts")
     tags = {
@@ -96,45 +119,31 @@ def train_and_report(
         "feature_version": version_id,
         "device": state.device,
         "docscale_run": state.run_id,
-        "embedder": version["embedder"],
+        "embedder": inputs.embedder,
         "git_commit": _git_commit(),
     }
     reports = state.workspace / "reports" / state.run_id
-    results: dict[str, dict[str, Any]] = {}
+    results: dict[str, dict[str, float]] = {}
     models: dict[str, tuple[Any, str]] = {}
     with tracking.pipeline_run(f"tier-{state.tier}", config.flat(), tags) as mlflow_run_id:
-        tracking.log_feature_version(version_id, features.x_train, features.y_train, store.path)
+        tracking.log_feature_version(version_id, inputs.x_train, inputs.y_train, store.path)
         for name in t.classifiers:
             with tracking.child_run(name, {**tags, "classifier": name}):
                 with clock.stage("train"):
-                    start = time.perf_counter()
-                    model = train_classifier(name, inputs.train(name), inputs.y_train, t, state.train_device)
-                    train_seconds = time.perf_counter() - start
+                    trained = fit(name, inputs.train(name), inputs.y_train, t, state.train_device)
                 with clock.stage("evaluate"):
-                    proba = model.predict_proba(inputs.heldout(name))
-                    report = full_report(inputs.y_heldout, proba, np.asarray(model.classes_), seed=t.seed)
-                    predicted = np.asarray(model.classes_)[proba.argmax(axis=1)]
-                    png = plot_confusion(
-                        inputs.y_heldout, predicted, f"{name} - tier {state.tier}", reports / f"confusion_{name}.png"
-                    )
+                    title, png = f"{name} - tier {state.tier}", reports / f"confusion_{name}.png"
+                    scored = evaluate(trained.model, inputs.heldout(name), inputs.y_heldout, t.seed, title, png)
                 with clock.stage("log_models"):
-                    scalars = {k: v for k, v in report.items() if isinstance(v, float)}
-                    tracking.log_metrics({**scalars, "train_seconds": train_seconds})
-                    tracking.log_metrics({f"f1.{label}": f for label, f in report["per_class_f1"].items()})
-                    tracking.log_artifact(png, "confusion")
-                    tracking.log_text(report["report"], "classification_report.txt")
-                    example = inputs.train(name)[:5]
-                    uri = tracking.log_model(name, model, example if name in TEXT_INPUT else example.astype(np.float32))
-            results[name] = {**scalars, "train_seconds": train_seconds}
-            models[name] = (model, uri)
+                    uri = _log_classifier(name, trained, scored, inputs)
+            results[name] = {**scored.scalars, "train_seconds": trained.seconds}
+            models[name] = (trained.model, uri)
             tracking.log_metrics({f"{name}.{k}": v for k, v in results[name].items()})
 
         best = max(results, key=lambda n: results[n]["macro_f1"])
         with clock.stage("registry"):
-            decided = gate(
-                t, models[best][1], best, results[best]["macro_f1"], tags, lambda v: _champion_score(v, inputs)
-            )
-            decision = decided.to_dict()
+            score_champion = partial(_champion_score, inputs=inputs)
+            decision = gate(t, models[best][1], best, results[best]["macro_f1"], tags, score_champion).to_dict()
         tracking.log_json(decision, "registry_decision.json")
         tracking.set_tags({"best_classifier": best, "registry_decision": decision["decision"]})
 
@@ -147,40 +156,69 @@ def train_and_report(
                 write_predictions(predictions, [p for p, _ in unlabelled], models[best][0], vectors)
                 tracking.log_artifact(predictions)
         outcomes = store.outcome_counts(state.run_id)
-        summary = {
-            "run_id": state.run_id,
-            "tier": state.tier,
-            "source": state.source,
-            "documents": sum(outcomes.values()),
-            "outcomes": outcomes,
-            "failed": {k: v for k, v in outcomes.items() if k not in ("ok", "fallback_ok")},
-            "train_documents": len(inputs.y_train),
-            "heldout_documents": len(inputs.y_heldout),
-            "feature_version": version_id,
-            "feature_version_created": created,
-            "mlflow_run_id": mlflow_run_id,
-            "classifiers": results,
-            "best_classifier": best,
-            "registry": decision,
-            "stage_seconds": clock.seconds,
-            "docs_per_second": _rates(state),
-            "device": state.device,
-            "work": state.work,
-            "cluster": {**state.cluster, "tasks_per_node": dict(state.tasks_per_node)},
-            "workspace": str(state.workspace),
-            "predictions": str(predictions) if predictions else None,
-        }
-        tracking.log_metrics({f"seconds.{k}": v for k, v in clock.seconds.items()})
-        tracking.log_metrics({f"docs_per_second.{k}": v for k, v in summary["docs_per_second"].items()})
-        counts = {
-            "documents": summary["documents"],
-            "train_documents": len(inputs.y_train),
-            "heldout_documents": len(inputs.y_heldout),
-            "wall_seconds": sum(clock.seconds.values()),
-        }
-        tracking.log_metrics({**counts, **{f"work.{k}": v for k, v in state.work.items()}})
-        tracking.log_json(summary, "summary.json")
-    return summary
+        summary = RunSummary(
+            run_id=state.run_id,
+            tier=state.tier,
+            source=state.source,
+            documents=sum(outcomes.values()),
+            outcomes=outcomes,
+            failed={k: v for k, v in outcomes.items() if k not in ("ok", "fallback_ok")},
+            train_documents=len(inputs.y_train),
+            heldout_documents=len(inputs.y_heldout),
+            feature_version=version_id,
+            feature_version_created=created,
+            mlflow_run_id=mlflow_run_id,
+            classifiers=results,
+            best_classifier=best,
+            registry=decision,
+            stage_seconds=clock.seconds,
+            docs_per_second=_rates(state),
+            device=state.device,
+            work=state.work,
+            cluster={**state.cluster, "tasks_per_node": dict(state.tasks_per_node)},
+            workspace=str(state.workspace),
+            predictions=str(predictions) if predictions else None,
+        )
+        _log_run_figures(summary)
+        tracking.log_json(summary.to_dict(), "summary.json")
+    return summary.to_dict()
+
+
+def _inputs(store: FeatureStore, version_id: str, needs_texts: bool) -> Inputs:
+    features = store.load_features(version_id)
+    inputs = Inputs(
+        features.x_train,
+        features.y_train,
+        features.x_heldout,
+        features.y_heldout,
+        store.version(version_id)["embedder"],
+        load_texts=lambda: store.load_texts(version_id),
+    )
+    if needs_texts:
+        inputs.texts()
+    return inputs
+
+
+def _log_classifier(name: str, trained: Trained, scored: Evaluation, inputs: Inputs) -> str:
+    """One classifier's metrics, artifacts and model in its nested run; returns the model's URI."""
+    tracking.log_metrics({**scored.scalars, "train_seconds": trained.seconds})
+    tracking.log_metrics({f"f1.{label}": f for label, f in scored.per_class_f1.items()})
+    tracking.log_artifact(scored.confusion_png, "confusion")
+    tracking.log_text(scored.report, "classification_report.txt")
+    example = inputs.train(name)[:5]
+    return tracking.log_model(name, trained.model, example if name in TEXT_INPUT else example.astype(np.float32))
+
+
+def _log_run_figures(summary: RunSummary) -> None:
+    tracking.log_metrics({f"seconds.{k}": v for k, v in summary.stage_seconds.items()})
+    tracking.log_metrics({f"docs_per_second.{k}": v for k, v in summary.docs_per_second.items()})
+    counts = {
+        "documents": summary.documents,
+        "train_documents": summary.train_documents,
+        "heldout_documents": summary.heldout_documents,
+        "wall_seconds": sum(summary.stage_seconds.values()),
+    }
+    tracking.log_metrics({**counts, **{f"work.{k}": v for k, v in summary.work.items()}})
 
 
 def _champion_score(champion: Any, inputs: Inputs) -> tuple[float, str]:
