@@ -1,4 +1,4 @@
-"""Run the whole chain: corpus -> extract (Ray) -> embed (Ray actors) -> DuckDB -> train -> MLflow -> summary.
+"""Run the whole chain: corpus -> extract -> embed (on Ray, or in-process) -> DuckDB -> train -> MLflow -> summary.
 
     python -m processing.run --tier 50                          # laptop, CPU, ./workspace
     python -m processing.run --tier 1k --summary out/1k.json    # also write the summary as JSON
@@ -10,7 +10,8 @@
     python -m processing.run --tier 15k --device cuda --ray-address auto   # on a Ray cluster with a GPU
 
 Reruns reuse everything already done in the workspace (generated PDFs, extractions, embeddings).
-This module is the conductor: the only one that imports all four stage packages; nothing imports it.
+A conductor: it wires typed stage functions (processing/build.py, processing/run_training.py) and holds
+no stage logic; nothing imports it.
 """
 
 from __future__ import annotations
@@ -83,6 +84,7 @@ def run_pipeline(
                 run.cluster, run.tasks_per_node = asdict(cluster), dict(executor.stats.tasks_per_node)
             else:
                 version_id, created = store.version(feature_version)["version_id"], False
+                run.device = run.train_device
             summary = train_and_report(config, store, run, version_id, created)
         except BaseException:
             store.finish_run(run.run_id, "failed", None)
