@@ -92,7 +92,11 @@ def log_metrics(metrics: dict[str, float]) -> None:
 
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """Fail in seconds, before any work, when a tracking server does not answer (MLflow itself retries
-    for minutes, and only after the pipeline ran). Raises ConnectionError with one line."""
+    for minutes, and only after the pipeline ran), or when a SQLite backend file is not a database.
+    Raises ConnectionError with one line."""
+    if uri.startswith("sqlite:///"):
+        _check_sqlite(Path(uri.removeprefix("sqlite:///")))
+        return
     if not uri.startswith(("http://", "https://")):
         return
     import urllib.error
@@ -194,6 +198,21 @@ def training_params(version: Any) -> dict[str, str]:
     run = client.get_run(version.run_id)
     parent = run.data.tags.get("mlflow.parentRunId")
     return dict(client.get_run(parent).data.params if parent else run.data.params)
+
+
+def _check_sqlite(path: Path) -> None:
+    if not path.exists():
+        return  # created on first use
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+            con.execute("PRAGMA schema_version").fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise ConnectionError(
+            f"the workspace's MLflow database is damaged: {path}: {exc}; move it aside (runs and models logged "
+            "there are lost; the feature store is not)"
+        ) from None
 
 
 def champion(registry_name: str) -> Any | None:

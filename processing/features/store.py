@@ -111,6 +111,11 @@ class FeatureStore(VersionsMixin):
                     continue
                 holder = re.search(r"PID (\d+)", str(exc))
                 who = f"PID {holder.group(1)}" if holder else "another process"
+                if read_only:  # a reader (features list/show, predict's checks) has no queue option to offer
+                    raise WorkspaceLockedError(
+                        f"{self.path} is being written by {who} (a docscale run); DuckDB lets no one read it "
+                        "meanwhile: try again when that run has finished"
+                    ) from exc
                 raise WorkspaceLockedError(
                     f"{self.path} is locked by {who} (another docscale run?); wait for it to finish, "
                     "pass --set store.lock_wait_seconds=600 to queue behind it, or use another --workspace"

@@ -71,3 +71,42 @@ def test_a_feature_version_on_a_new_workspace_creates_nothing(tmp_path, capsys):
     assert main(["--workspace", str(workspace), "--feature-version", "fv-1234"]) == 2
     assert "holds no feature store" in _one_line_error(capsys)
     assert not workspace.exists()
+
+
+def test_a_damaged_mlflow_database_is_named_before_any_work(tmp_path, capsys):
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "mlflow.db").write_bytes(b"\x00garbage" * 200)
+    assert main(["--workspace", str(workspace), *LOCAL]) == 2
+    assert "MLflow database is damaged" in _one_line_error(capsys)
+    assert not (workspace / "corpus").exists()
+
+
+def test_features_list_while_a_run_writes_says_to_wait(tmp_path, capsys):
+    from processing.features import FeatureStore
+    from processing.features.__main__ import main as features_main
+
+    path = tmp_path / "features.duckdb"
+    FeatureStore(path).close()
+    import multiprocessing
+
+    spawn = multiprocessing.get_context("spawn")
+    ready, release = spawn.Event(), spawn.Event()
+    holder = spawn.Process(target=_hold_store, args=(str(path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        assert features_main(["--workspace", str(tmp_path), "list"]) != 0
+        err = capsys.readouterr().err
+        assert "try again when that run has finished" in err and "lock_wait_seconds" not in err
+    finally:
+        release.set()
+        holder.join(30)
+
+
+def _hold_store(path, ready, release):
+    from processing.features import FeatureStore
+
+    with FeatureStore(path):
+        ready.set()
+        release.wait(60)
