@@ -101,13 +101,10 @@ def _fresh_texts(records: list[FileRecord], seen: set[str]) -> dict[str, str]:
     return fresh
 
 
-def embed_missing(store: FeatureStore, pool: EmbedPool, hashes: list[str], keys: tuple[str, str], per_call: int) -> int:
-    """Embed the texts of `hashes` that have no vector yet, ordered by length (similar lengths share
+def embed_texts(store: FeatureStore, pool: EmbedPool, todo: list[str], keys: tuple[str, str], per_call: int) -> int:
+    """Embed the texts of `todo` (hashes without a vector), ordered by length (similar lengths share
     calls, so little padding); returns how many were embedded."""
     embedder, extractor = keys
-    todo = store.missing_embeddings(hashes, embedder, extractor)
-    if not todo:
-        return 0
     feeder = EmbedFeeder(pool, per_call, Progress("embed", len(todo)))
     texts = store.iter_texts(store.by_length(todo, extractor), extractor)
     for done_keys, vectors in feeder.add(texts, block=True):
@@ -162,10 +159,11 @@ def build_features(
             f"{store.outcome_counts(run_id)}); nothing to train on"
         )
     wanted = [m.content_hash for m in members] + [h for _, h in store.unlabelled(run_id)]
-    if store.missing_embeddings(wanted, embedder, extractor):
+    todo = store.missing_embeddings(wanted, embedder, extractor)  # one query over every wanted hash
+    if todo:
         pool = pool or open_pool(cpu_share=1.0)
         with clock.stage("embed"):
-            work["embedded"] += embed_missing(store, pool, wanted, keys, e.texts_per_call_for(pool.device))
+            work["embedded"] += embed_texts(store, pool, todo, keys, e.texts_per_call_for(pool.device))
     device = pool.device if pool else ""
     if pool:
         pool.close()

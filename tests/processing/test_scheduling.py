@@ -35,7 +35,6 @@ def test_local_executor_maps_every_item_in_order_with_guided_sizes():
 
 def test_local_executor_gives_each_item_of_a_failed_batch_its_lost_outcome():
     executor = LocalExecutor()
-    lost = []
     out = [
         r
         for b in executor.map_batches(_explodes_on_three, range(8), 4, desc="t", on_lost=lambda i, why: (i, why))
