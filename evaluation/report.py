@@ -28,14 +28,15 @@ def format_summary(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_predictions(path: Path, paths: list[str], model: Any, vectors: Any) -> None:
-    """One row per document: path, predicted label, its probability, then every class's probability."""
+def write_predictions(path: Path, paths: list[str], model: Any, vectors: Any, key: str = "path") -> None:
+    """One row per document: its key (path or content hash), predicted label, its probability, then every
+    class's probability."""
     probabilities = model.predict_proba(vectors)
     classes = [str(c) for c in model.classes_]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["path", "predicted", "probability", *(f"p_{c}" for c in classes)])
+        writer.writerow([key, "predicted", "probability", *(f"p_{c}" for c in classes)])
         for doc, row in zip(paths, probabilities, strict=True):
             best = int(row.argmax())
             writer.writerow([doc, classes[best], f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)])

@@ -61,6 +61,9 @@ class ExtractConfig:
     # on the 971 pdf.js files it read 17 more files (one a real paper, most a few garbled characters)
     # and made extraction 5x slower, since pypdf then re-reads every scan.
     fallback_on_empty: bool = False
+    # Address-space cap of an isolated extraction worker (the service's and the model's; 0 = none): a
+    # hostile PDF that gets past the inflation check ends as worker_error, never as the host's OOM.
+    worker_memory_mb: int = 4096
 
     def validate(self) -> None:
         """Raise ValueError naming the key, before any work starts."""
@@ -68,6 +71,8 @@ class ExtractConfig:
         for key in (*positive, "min_chars"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"extract.{key} must be > 0; got {getattr(self, key)}")
+        if self.worker_memory_mb < 0:
+            raise ValueError(f"extract.worker_memory_mb must be >= 0 (0 = no cap); got {self.worker_memory_mb}")
         if self.timeout_s > 24 * 3600:
             raise ValueError(f"extract.timeout_s must be at most 86400 (a day); got {self.timeout_s:g}")
         if self.backend not in BACKENDS:

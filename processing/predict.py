@@ -4,9 +4,9 @@
     python -m processing.predict --input ~/new-pdfs --out preds.parquet
     python -m processing.predict --input ~/new-pdfs --model models:/docscale-classifier/3
 
-Files are extracted and embedded exactly as in training: the extractor and embedder settings are read
-from the run that trained the model (its logged extract.* and embed.* params), never from a default
-config. It runs in this process: prediction sets are small, and this keeps the command free of Ray.
+Files are extracted and embedded exactly as in training: the extractor and embedder settings come
+from the model itself (processing.classify.DocumentClassifier), never from a default config. It runs in
+this process: prediction sets are small, and this keeps the command free of Ray.
 Every file gets one row; a file that cannot be read or extracted gets its outcome and no prediction.
 """
 
@@ -22,19 +22,10 @@ import numpy as np
 
 from ingestion.extract import USABLE, extract_files, extractor_version
 from ingestion.sources import InputError, display_path, list_files
-from processing.config import Config, ConfigError, load_config
-from processing.embed import Embedder, embedder_id
+from processing.config import Config, load_config
+from processing.embed import Embedder
 from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLockedError
 from training import tracking
-from training.classifiers import TEXT_INPUT
-
-TRAINED_SECTIONS = ("extract", "embed")  # the settings a model's inputs were made with
-
-
-def trained_config(params: dict[str, str]) -> Config:
-    """The extract.* and embed.* settings a model was trained with, from its run's logged params."""
-    overrides = [f"{k}={v}" for k, v in params.items() if k.split(".")[0] in TRAINED_SECTIONS]
-    return load_config("50", overrides=overrides)
 
 
 def predict_folder(
@@ -42,13 +33,13 @@ def predict_folder(
 ) -> list[dict[str, Any]]:
     tracking.setup(tracking_uri or tracking.default_tracking_uri(workspace), experiment, None)
     version = tracking.model_version(model_uri)
-    model = tracking.load_model(f"models:/{version.name}/{version.version}")
-    try:
-        config = trained_config(tracking.training_params(version))
-    except ConfigError as exc:
-        raise InputError(f"{model_uri}: its training settings cannot be read back: {exc}") from None
-    classifier = version.tags.get("classifier", "")
-    embedder = version.tags.get("embedder") or embedder_id(config.embed)
+    try:  # the model carries the settings its inputs were made with; never a default config
+        document_model = tracking.load_document_model(f"models:/{version.name}/{version.version}")
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    config = load_config("50")  # only for the store's lock settings
+    model, embedder = document_model.classifier, document_model.embedder
+    config.extract, config.embed = document_model.extract, document_model.embed
     extractor = extractor_version(config.extract)
     paths = list_files(input_dir)
     if not paths:
@@ -64,7 +55,7 @@ def predict_folder(
         hashes = {r.path: r.content_hash for r in records}
         usable = [p for p in paths if outcomes[p] in USABLE or outcomes[p] == "duplicate"]
         usable = [p for p in usable if hashes[p]]
-        if classifier in TEXT_INPUT:
+        if document_model.reads_text:
             texts = dict(store.iter_texts(sorted({hashes[p] for p in usable}), extractor))
             features = np.asarray([texts[hashes[p]] for p in usable])
         else:

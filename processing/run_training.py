@@ -18,6 +18,7 @@ import numpy as np
 from evaluation.heldout import Evaluation, evaluate
 from evaluation.metrics import score
 from evaluation.report import write_predictions
+from processing.classify import DocumentClassifier
 from processing.config import Config
 from processing.features import FeatureStore
 from processing.progress import Stopwatch
@@ -141,9 +142,25 @@ def train_and_report(
             tracking.log_metrics({f"{name}.{k}": v for k, v in results[name].items()})
 
         best = max(results, key=lambda n: results[n]["macro_f1"])
+        with clock.stage("log_models"):
+            # The held-out predictions of the model that goes to the gate: what serving must reproduce.
+            heldout_csv = reports / "heldout_predictions.csv"
+            hashes = store.heldout_hashes(version_id)
+            write_predictions(heldout_csv, hashes, models[best][0], inputs.heldout(best), key="content_hash")
+            tracking.log_artifact(heldout_csv)
+            document_model = DocumentClassifier(
+                models[best][0],
+                best,
+                config.extract,
+                config.embed,
+                inputs.embedder,
+                version_id,
+                reads_text=best in TEXT_INPUT,
+            )
+            document_uri = tracking.log_document_model(document_model)
         with clock.stage("registry"):
             score_champion = partial(_champion_score, inputs=inputs)
-            decision = gate(t, models[best][1], best, results[best]["macro_f1"], tags, score_champion).to_dict()
+            decision = gate(t, document_uri, best, results[best]["macro_f1"], tags, score_champion).to_dict()
         tracking.log_json(decision, "registry_decision.json")
         tracking.set_tags({"best_classifier": best, "registry_decision": decision["decision"]})
 
@@ -226,7 +243,7 @@ def _champion_score(champion: Any, inputs: Inputs) -> tuple[float, str]:
     name = champion.tags.get("classifier", "")
     same_embedder = champion.tags.get("embedder") == inputs.embedder
     if name in TEXT_INPUT or same_embedder:
-        model = tracking.load_model(f"models:/{champion.name}/{champion.version}")
+        model = tracking.load_classifier(f"models:/{champion.name}/{champion.version}")
         predicted = model.predict(inputs.heldout(name))
         return score(inputs.y_heldout, predicted)["macro_f1"], "rescored on this held-out set"
     return float(champion.tags.get("heldout_macro_f1", "nan")), "recorded score (different embedder)"

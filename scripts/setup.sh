@@ -7,6 +7,19 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 
+# System package: Debian's Prometheus Pushgateway (monitoring pushes to it; its test starts a real one on
+# loopback). Installed when this runs as root with apt; otherwise say how, and that test is skipped.
+if ! command -v prometheus-pushgateway >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get install -y -q prometheus-pushgateway >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q prometheus-pushgateway >/dev/null 2>&1; } \
+      || echo "warning: could not install prometheus-pushgateway with apt-get; its test will be skipped" >&2
+  else
+    echo "note: prometheus-pushgateway is missing (sudo apt-get install prometheus-pushgateway); its test is skipped" >&2
+  fi
+fi
+
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi

@@ -124,8 +124,9 @@ def test_mlflow_has_the_parent_run_a_nested_run_per_classifier_and_the_champion(
         assert {a.path for a in client.list_artifacts(child.info.run_id, "confusion")} == {
             f"confusion/confusion_{name}.png"
         }
-    logged = client.search_logged_models(experiment_ids=[run.info.experiment_id])
-    assert {m.name for m in logged} == set(CLASSIFIERS)
+    every = client.search_logged_models(experiment_ids=[run.info.experiment_id])
+    assert {m.name for m in every} == {*CLASSIFIERS, "document-classifier"}  # + the registered, self-contained one
+    logged = [m for m in every if m.name in CLASSIFIERS]
     for logged_model in logged:
         info = mlflow.models.get_model_info(logged_model.model_uri)
         assert info.signature is not None and info.saved_input_example_info is not None
@@ -135,6 +136,10 @@ def test_mlflow_has_the_parent_run_a_nested_run_per_classifier_and_the_champion(
     assert summary["registry"]["decision"] == "promoted"
     champion = client.get_model_version_by_alias("docscale-classifier", "champion")
     assert champion.tags["classifier"] == summary["best_classifier"]
+    document_model = mlflow.pyfunc.load_model(f"models:/docscale-classifier/{champion.version}")
+    settings = document_model.metadata.metadata["docscale"]  # what it extracts and embeds with travels with it
+    assert settings["classifier"] == summary["best_classifier"] and settings["extract"]["backend"] == "pypdfium2"
+    assert settings["feature_version"] == summary["feature_version"]
 
 
 @pytest.fixture(scope="module")

@@ -10,17 +10,20 @@ import json
 import logging
 import os
 import re
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 import mlflow  # noqa: E402
+import mlflow.pyfunc  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
@@ -56,6 +59,11 @@ class TrackingConfig:
 
 def default_tracking_uri(workspace: Path) -> str:
     return f"sqlite:///{Path(workspace).resolve() / 'mlflow.db'}"
+
+
+def use_registry(tracking_uri: str) -> None:
+    """Read models from this backend (serving and prediction: no experiment is created)."""
+    mlflow.set_tracking_uri(tracking_uri)
 
 
 def setup(tracking_uri: str, experiment: str, artifact_root: Path | None) -> str:
@@ -176,10 +184,58 @@ def set_tags(tags: dict[str, str]) -> None:
     mlflow.set_tags(tags)
 
 
-def load_model(uri: str) -> Any:
-    import mlflow.sklearn
+class DocumentModel(mlflow.pyfunc.PythonModel):
+    """The registry's form of a self-contained classifier (processing.classify.DocumentClassifier, or
+    anything with `classify_frame` and `settings`): PDFs in, outcome, label and probabilities out."""
 
-    return mlflow.sklearn.load_model(uri)
+    def __init__(self, predictor: Any) -> None:
+        self.predictor = predictor
+
+    # A DataFrame hint: MLflow reads predict's hints as its input schema, and warns on any other kind.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        return self.predictor.classify_frame(model_input)
+
+
+def log_document_model(predictor: Any, name: str = "document-classifier") -> str:
+    """Log a self-contained classifier as a pyfunc in the active run, with its settings beside it as
+    JSON; returns the model's URI. The project's own modules travel by reference: the serving machine
+    has docscale installed (that is what `docscale` in the requirements says)."""
+    import mlflow.pyfunc
+
+    info = mlflow.pyfunc.log_model(
+        name=name,
+        python_model=DocumentModel(predictor),
+        pip_requirements=MODEL_REQUIREMENTS,
+        metadata={"docscale": predictor.settings()},
+    )
+    return info.model_uri
+
+
+def load_document_model(uri: str) -> Any:
+    """The self-contained classifier behind a registered pyfunc; ValueError for a model that is not one
+    (a bare classifier over embeddings, as registered before models carried their settings)."""
+    import mlflow.pyfunc
+
+    with warnings.catch_warnings():  # the type-hint advice again, see DocumentModel.predict
+        warnings.simplefilter("ignore", UserWarning)
+        loaded = mlflow.pyfunc.load_model(uri)
+    try:
+        wrapped = loaded.unwrap_python_model()
+    except Exception:  # noqa: BLE001 - MLflow raises MlflowException for other flavours
+        wrapped = None
+    if not isinstance(wrapped, DocumentModel):
+        raise ValueError(f"{uri} is a bare classifier, not a document model; retrain to register one")
+    return wrapped.predictor
+
+
+def load_classifier(uri: str) -> Any:
+    """The fitted classifier (sklearn protocol) of a registered model, whichever form it was logged in."""
+    try:
+        return load_document_model(uri).classifier
+    except ValueError:
+        import mlflow.sklearn
+
+        return mlflow.sklearn.load_model(uri)
 
 
 def model_version(uri: str) -> Any:

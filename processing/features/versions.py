@@ -42,6 +42,14 @@ class Features:
     y_heldout: np.ndarray
 
 
+@dataclass
+class VersionRows:
+    hashes: list[str]
+    labels: list[str]  # "" where a member has no label
+    lengths: np.ndarray  # extracted characters
+    vectors: np.ndarray
+
+
 class VersionsMixin:
     """The version half of FeatureStore; expects the store's `con`, `_one`, `_transaction`, `embedder_dim`."""
 
@@ -108,6 +116,37 @@ class VersionsMixin:
         x = vectors.flatten().to_numpy().reshape(table.num_rows, -1)
         train, heldout = split == "train", split == "heldout"
         return Features(version_id, x[train], labels[train], x[heldout], labels[heldout])
+
+    def version_rows(self, version_id: str, splits: tuple[str, ...] | None = None) -> VersionRows:
+        """Members of a version (of the given splits, default all) with vectors, labels and text lengths."""
+        info = self.version(version_id)
+        wanted = list(splits) if splits else ["train", "heldout", "batch"]
+        table = self.con.sql(
+            f"""SELECT m.content_hash, m.label, x.chars, v.vector FROM feature_members m
+               {_VECTORS_OF_MEMBERS.format(dim=int(info["dim"]))}
+               WHERE m.version_id = $version AND list_contains($splits, m.split) ORDER BY m.content_hash""",
+            params={
+                "embedder": info["embedder"],
+                "extractor": info["extractor"],
+                "version": version_id,
+                "splits": wanted,
+            },
+        ).to_arrow_table()
+        vectors = table["vector"].combine_chunks().flatten().to_numpy().reshape(table.num_rows, -1)
+        return VersionRows(
+            table["content_hash"].to_pylist(),
+            [label or "" for label in table["label"].to_pylist()],
+            np.asarray(table["chars"].to_pylist(), dtype=float),
+            vectors,
+        )
+
+    def heldout_hashes(self, version_id: str) -> list[str]:
+        """The held-out members' content hashes, in the order of load_features' held-out rows."""
+        rows = self.con.execute(
+            "SELECT content_hash FROM feature_members WHERE version_id = ? AND split = 'heldout' ORDER BY content_hash",
+            [version_id],
+        ).fetchall()
+        return [h for (h,) in rows]
 
     def load_texts(self, version_id: str) -> tuple[list[str], list[str]]:
         """(train texts, held-out texts) of a version, in the same order as load_features' rows."""

@@ -7,66 +7,23 @@ server's port), so teardown never touches another Ray on the machine (the sessio
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 import pytest
 
+from tests.servers import free_port, kill_matching, wait_http  # noqa: F401 - re-exported to the tests
+
 BIN = Path(sys.executable).parent
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def kill_matching(marker: str) -> int:
-    """SIGKILL every process whose command line mentions marker, and their descendants (Ray's agents
-    and workers rename themselves "ray::..." and no longer show the marker); returns how many."""
-    victims: dict[int, psutil.Process] = {}
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            if marker in " ".join(proc.info["cmdline"] or []) and proc.pid != os.getpid():
-                victims[proc.pid] = proc
-                victims.update({child.pid: child for child in proc.children(recursive=True)})
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    victims.pop(os.getpid(), None)
-    victims = list(victims.values())
-    for proc in victims:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.send_signal(signal.SIGKILL)
-    psutil.wait_procs(victims, timeout=10)
-    return len(victims)
-
-
-def wait_http(url: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except urllib.error.HTTPError:
-            return  # it answers (401 when token auth guards it): it is up
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
 
 
 @dataclass

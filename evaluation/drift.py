@@ -1,0 +1,235 @@
+"""Drift tests between a reference batch (what the champion was trained on) and a current batch. Pure:
+arrays in, scores, p-values and verdicts out; numpy, scipy and scikit-learn only.
+
+- Embedding drift, two tests that must agree (either alone cries wolf more often):
+  * a domain classifier: can a linear model tell reference from current? Out-of-fold ROC AUC, with a
+    permutation null (the domain labels shuffled), so a small batch's noisy AUC is not called drift;
+  * MMD² with an RBF kernel at the median-heuristic bandwidth and a permutation null.
+  Both work on a bounded sample per side (monitor.sample_per_side), so their cost does not grow with
+  the corpus.
+- Prediction drift: the champion's predicted-class shares vs the reference's (chi-square on counts and
+  total variation distance), and its mean top probability.
+- Data-quality drift: outcome shares, text length (two-sample Kolmogorov-Smirnov), duplicate share.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from scipy import stats
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import StratifiedKFold
+
+from evaluation.metrics import bootstrap_macro_f1, score
+
+
+@dataclass
+class MonitorConfig:
+    """monitor.* in the config: drift tests and their thresholds (README, Monitoring: how they were chosen)."""
+
+    sample_per_side: int = 1000  # rows per side for the embedding tests: seconds at any corpus size
+    permutations: int = 200  # permutation-null draws for both embedding tests
+    alpha: float = 0.01  # an embedding test fires when its permutation p-value is below this ...
+    min_auc: float = 0.6  # ... and (domain classifier) its AUC is above this: a tiny shift in a big batch is not drift
+    share_alpha: float = 0.001  # predicted-class shares: chi-square p-value ...
+    min_share_shift: float = 0.1  # ... and total variation distance
+    pca_dims: int = 16  # the domain classifier reads this many principal components
+    min_batch: int = 20  # fewer usable documents than this: drift is not judged ("too_small")
+    pushgateway: str = ""  # host:port of a Prometheus Pushgateway; "" = textfile only
+    seed: int = 0
+
+    def validate(self) -> None:
+        for key in ("sample_per_side", "permutations", "pca_dims", "min_batch"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"monitor.{key} must be >= 1; got {getattr(self, key)}")
+        for key in ("alpha", "share_alpha"):
+            if not 0 < getattr(self, key) < 1:
+                raise ValueError(f"monitor.{key} must be in (0, 1); got {getattr(self, key)}")
+        if not 0.5 <= self.min_auc < 1:
+            raise ValueError(f"monitor.min_auc must be in [0.5, 1); got {self.min_auc}")
+        if not 0 <= self.min_share_shift <= 1:
+            raise ValueError(f"monitor.min_share_shift must be in [0, 1]; got {self.min_share_shift}")
+
+
+@dataclass
+class TestResult:
+    name: str
+    score: float
+    p_value: float
+    threshold: str  # the rule, in words, e.g. "p < 0.01 and auc > 0.6"
+    fired: bool
+
+
+@dataclass
+class DriftReport:
+    reference_size: int
+    current_size: int
+    embedding: list[TestResult] = field(default_factory=list)
+    prediction: dict[str, Any] = field(default_factory=dict)
+    quality: dict[str, Any] = field(default_factory=dict)
+    performance: dict[str, Any] = field(default_factory=dict)
+    detected: bool = False
+    status: str = "judged"  # judged | too_small
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _sample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    return x if len(x) <= n else x[rng.choice(len(x), n, replace=False)]
+
+
+def mmd_test(ref: np.ndarray, cur: np.ndarray, config: MonitorConfig, rng: np.random.Generator) -> TestResult:
+    """Biased MMD² with an RBF kernel (median-heuristic bandwidth) and a permutation null.
+
+    The pooled kernel matrix is computed once; each permutation is a ±1/n weight vector w, and
+    MMD² = wᵀKw, so all permutations cost one matrix product."""
+    pooled = np.vstack([ref, cur]).astype(np.float64)
+    sq = np.sum(pooled**2, axis=1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2 * pooled @ pooled.T, 0)
+    upper = d2[np.triu_indices(len(pooled), k=1)]
+    bandwidth = np.median(upper[upper > 0]) if np.any(upper > 0) else 1.0
+    kernel = np.exp(-d2 / bandwidth)
+    n, m = len(ref), len(cur)
+    labels = np.r_[np.full(n, 1.0 / n), np.full(m, -1.0 / m)]
+    weights = np.column_stack([labels] + [rng.permutation(labels) for _ in range(config.permutations)])
+    mmd2 = np.einsum("ij,ij->j", weights, kernel @ weights)
+    observed, null = mmd2[0], mmd2[1:]
+    p = (1 + np.sum(null >= observed)) / (1 + len(null))
+    return TestResult("mmd2", float(observed), float(p), f"p < {config.alpha}", bool(p < config.alpha))
+
+
+def domain_classifier_test(
+    ref: np.ndarray, cur: np.ndarray, config: MonitorConfig, rng: np.random.Generator
+) -> TestResult:
+    """Out-of-fold ROC AUC of a logistic regression telling current from reference rows, on the pooled
+    sample's top principal components (fitted without the domain labels, so the null stays valid)."""
+    pooled = np.vstack([ref, cur])
+    dims = min(config.pca_dims, pooled.shape[1], len(pooled) - 1)
+    reduced = PCA(dims, random_state=config.seed).fit_transform(pooled)
+    domain = np.r_[np.zeros(len(ref)), np.ones(len(cur))]
+    folds = StratifiedKFold(3, shuffle=True, random_state=config.seed)
+
+    def auc(y: np.ndarray) -> float:
+        scores = np.zeros(len(y))
+        for train, test in folds.split(reduced, y):
+            model = LogisticRegression(max_iter=200).fit(reduced[train], y[train])
+            scores[test] = model.decision_function(reduced[test])
+        return float(roc_auc_score(y, scores))
+
+    observed = auc(domain)
+    # Each draw fits 3 models, so the null gets a quarter of the draws, and its tail is read from a normal
+    # fitted to them: 50 draws alone could not show a p-value below 1/51.
+    draws = max(20, config.permutations // 4)
+    null = np.array([auc(rng.permutation(domain)) for _ in range(draws)])
+    p = float(stats.norm.sf(observed, loc=null.mean(), scale=max(null.std(ddof=1), 1e-6)))
+    fired = bool(p < config.alpha and observed > config.min_auc)
+    return TestResult("domain_auc", observed, float(p), f"p < {config.alpha} and auc > {config.min_auc}", fired)
+
+
+def class_share_test(
+    ref_labels: list[str], cur_labels: list[str], classes: list[str], config: MonitorConfig
+) -> dict[str, Any]:
+    """Predicted-class shares, reference vs current: chi-square on the 2 x k table and total variation."""
+    ref_counts = np.array([ref_labels.count(c) for c in classes], dtype=float)
+    cur_counts = np.array([cur_labels.count(c) for c in classes], dtype=float)
+    keep = (ref_counts + cur_counts) > 0
+    if keep.sum() < 2 or not len(cur_labels) or not len(ref_labels):
+        return {"chi2": 0.0, "p_value": 1.0, "tvd": 0.0, "fired": False, "shares": {}, "reference_shares": {}}
+    chi2, p, _, _ = stats.chi2_contingency(np.vstack([ref_counts[keep], cur_counts[keep]]))
+    ref_share, cur_share = ref_counts / ref_counts.sum(), cur_counts / cur_counts.sum()
+    tvd = float(0.5 * np.abs(ref_share - cur_share).sum())
+    return {
+        "chi2": float(chi2),
+        "p_value": float(p),
+        "tvd": tvd,
+        "fired": bool(p < config.share_alpha and tvd > config.min_share_shift),
+        "threshold": f"p < {config.share_alpha} and tvd > {config.min_share_shift}",
+        "shares": {c: float(s) for c, s in zip(classes, cur_share, strict=True)},
+        "reference_shares": {c: float(s) for c, s in zip(classes, ref_share, strict=True)},
+    }
+
+
+def quality_drift(
+    ref_outcomes: dict[str, int], cur_outcomes: dict[str, int], ref_lengths: np.ndarray, cur_lengths: np.ndarray
+) -> dict[str, Any]:
+    """Outcome shares side by side, and whether the text lengths of usable documents moved (KS test)."""
+
+    def shares(counts: dict[str, int]) -> dict[str, float]:
+        total = sum(counts.values()) or 1
+        return {k: v / total for k, v in sorted(counts.items())}
+
+    ks = stats.ks_2samp(ref_lengths, cur_lengths) if len(ref_lengths) and len(cur_lengths) else None
+    cur, ref = shares(cur_outcomes), shares(ref_outcomes)
+    return {
+        "outcome_shares": cur,
+        "reference_outcome_shares": ref,
+        "unusable_share": 1 - cur.get("ok", 0) - cur.get("fallback_ok", 0),
+        "duplicate_share": cur.get("duplicate", 0.0),
+        "text_length_ks": float(ks.statistic) if ks else 0.0,
+        "text_length_p": float(ks.pvalue) if ks else 1.0,
+        "median_chars": float(np.median(cur_lengths)) if len(cur_lengths) else 0.0,
+        "reference_median_chars": float(np.median(ref_lengths)) if len(ref_lengths) else 0.0,
+    }
+
+
+def embedding_drift(ref: np.ndarray, cur: np.ndarray, config: MonitorConfig) -> tuple[list[TestResult], bool]:
+    """Both embedding tests on bounded samples; drift is detected when both fire."""
+    rng = np.random.default_rng(config.seed)
+    a, b = _sample(ref, config.sample_per_side, rng), _sample(cur, config.sample_per_side, rng)
+    tests = [domain_classifier_test(a, b, config, rng), mmd_test(a, b, config, rng)]
+    return tests, all(t.fired for t in tests)
+
+
+@dataclass
+class Side:
+    """One side of a comparison: its vectors, the champion's probabilities on them, outcome counts, text lengths."""
+
+    vectors: np.ndarray
+    probabilities: np.ndarray | None = None
+    outcomes: dict[str, int] = field(default_factory=dict)
+    lengths: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def monitor(
+    reference: Side,
+    current: Side,
+    classes: list[str],
+    config: MonitorConfig,
+    labelled: tuple[np.ndarray, np.ndarray] | None = None,
+    champion_macro_f1: float | None = None,
+) -> DriftReport:
+    """Every drift test for one batch. `labelled` = (true labels, predicted labels) of the batch's
+    labelled documents, if any."""
+    start = time.perf_counter()
+    report = DriftReport(len(reference.vectors), len(current.vectors))
+    if len(current.vectors) < config.min_batch or len(reference.vectors) < config.min_batch:
+        report.status = "too_small"
+    else:
+        report.embedding, report.detected = embedding_drift(reference.vectors, current.vectors, config)
+    if reference.probabilities is not None and current.probabilities is not None and len(current.vectors):
+        names = np.asarray(classes)
+        ref_pred = list(names[reference.probabilities.argmax(axis=1)])
+        cur_pred = list(names[current.probabilities.argmax(axis=1)])
+        report.prediction = class_share_test(ref_pred, cur_pred, classes, config)
+        report.prediction["mean_top_probability"] = float(current.probabilities.max(axis=1).mean())
+        report.prediction["reference_mean_top_probability"] = float(reference.probabilities.max(axis=1).mean())
+    report.quality = quality_drift(reference.outcomes, current.outcomes, reference.lengths, current.lengths)
+    if labelled is not None and len(labelled[0]):
+        y_true, y_pred = labelled
+        low, high = bootstrap_macro_f1(y_true, y_pred, seed=config.seed)
+        report.performance = {
+            "labelled": int(len(y_true)),
+            "macro_f1": score(y_true, y_pred)["macro_f1"],
+            "macro_f1_low": low,
+            "macro_f1_high": high,
+            "champion_macro_f1": champion_macro_f1 if champion_macro_f1 is not None else float("nan"),
+        }
+    report.seconds = round(time.perf_counter() - start, 3)
+    return report

@@ -1,0 +1,83 @@
+"""Drift tests on controlled data: quiet on the same distribution, loud on a shift, honest on a batch
+too small to judge; and their figures reach Prometheus (a textfile, and a real Pushgateway)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import urllib.request
+
+import numpy as np
+import pytest
+
+from evaluation.drift import MonitorConfig, Side, class_share_test, embedding_drift, monitor
+from processing.metrics_export import Series, export
+from tests.servers import free_port, wait_http
+
+
+def _cloud(rng: np.random.Generator, n: int, shift: float = 0.0, dim: int = 32) -> np.ndarray:
+    x = rng.normal(size=(n, dim))
+    x[:, 0] += shift
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_same_distribution_batches_rarely_alarm_and_shifted_ones_always_do():
+    rng = np.random.default_rng(0)
+    ref = _cloud(rng, 400)
+    config = MonitorConfig(permutations=100)
+    false_alarms = sum(
+        embedding_drift(ref, _cloud(rng, 100), MonitorConfig(seed=s, permutations=100))[1] for s in range(10)
+    )
+    detections = sum(
+        embedding_drift(ref, _cloud(rng, 100, shift=1.5), MonitorConfig(seed=s, permutations=100))[1] for s in range(5)
+    )
+    assert false_alarms <= 1 and detections == 5
+    tests, _ = embedding_drift(ref, _cloud(rng, 100, shift=1.5), config)
+    assert [t.name for t in tests] == ["domain_auc", "mmd2"] and tests[0].score > config.min_auc
+
+
+def test_a_batch_below_min_batch_is_not_judged():
+    rng = np.random.default_rng(1)
+    report = monitor(Side(_cloud(rng, 100)), Side(_cloud(rng, 5, shift=3)), [], MonitorConfig(min_batch=20))
+    assert report.status == "too_small" and not report.detected and report.embedding == []
+
+
+def test_prediction_shares_fire_only_on_a_real_shift():
+    classes = ["a", "b", "c"]
+    reference = ["a"] * 100 + ["b"] * 100 + ["c"] * 100
+    assert not class_share_test(reference, ["a"] * 33 + ["b"] * 33 + ["c"] * 34, classes, MonitorConfig())["fired"]
+    shifted = class_share_test(reference, ["a"] * 80 + ["b"] * 10 + ["c"] * 10, classes, MonitorConfig())
+    assert shifted["fired"] and shifted["tvd"] > 0.4 and shifted["shares"]["a"] == pytest.approx(0.8)
+
+
+def test_metrics_go_to_a_textfile_and_an_unreachable_gateway_is_only_a_warning(tmp_path, capsys):
+    series = [
+        Series("drift_detected", "drift", {(): 1.0}),
+        Series("predicted_class_share", "s", {("x",): 0.25}, ("class",)),
+    ]
+    path = export(series, "monitor", {"current": "fv-1"}, tmp_path, pushgateway=f"127.0.0.1:{free_port()}")
+    text = path.read_text()
+    assert 'docscale_drift_detected{current="fv-1"} 1.0' in text
+    assert 'docscale_predicted_class_share{class="x",current="fv-1"} 0.25' in text
+    assert "docscale_last_success_timestamp_seconds" in text
+    assert not list(tmp_path.glob("metrics/*.tmp*"))  # renamed into place, no leftovers
+    assert "did not take the metrics" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("prometheus-pushgateway") is None, reason="Debian's prometheus-pushgateway missing")
+def test_metrics_are_pushed_to_a_real_pushgateway(tmp_path):
+    port = free_port()
+    gateway = subprocess.Popen(
+        ["prometheus-pushgateway", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_http(f"http://127.0.0.1:{port}/-/ready", seconds=30)
+        export([Series("drift_mmd2", "mmd", {(): 0.125})], "cycle", {"tier": "50"}, tmp_path, f"127.0.0.1:{port}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            pushed = response.read().decode()
+        assert 'docscale_drift_mmd2{instance="",job="cycle",tier="50"} 0.125' in pushed
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
