@@ -170,7 +170,7 @@ def quality_drift(
     return {
         "outcome_shares": cur,
         "reference_outcome_shares": ref,
-        "unusable_share": 1 - cur.get("ok", 0) - cur.get("fallback_ok", 0),
+        "unusable_share": 1 - cur.get("ok", 0) - cur.get("fallback_ok", 0) if cur_outcomes else 0.0,
         "duplicate_share": cur.get("duplicate", 0.0),
         "text_length_ks": float(ks.statistic) if ks else 0.0,
         "text_length_p": float(ks.pvalue) if ks else 1.0,

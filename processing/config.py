@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from evaluation.drift import MonitorConfig
 from ingestion.corpus import TIERS, CorpusConfig
 from ingestion.extract import ExtractConfig
 from processing.embed import EmbedConfig
@@ -46,6 +47,7 @@ class Config:
     store: StoreConfig = field(default_factory=StoreConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     mlflow: TrackingConfig = field(default_factory=TrackingConfig)
+    monitor: MonitorConfig = field(default_factory=MonitorConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -28,7 +28,12 @@ from training import tracking
 
 
 def monitor_versions(
-    store: FeatureStore, reference_fv: str, current_fv: str, champion: Any | None, config: MonitorConfig
+    store: FeatureStore,
+    reference_fv: str,
+    current_fv: str,
+    champion: Any | None,
+    config: MonitorConfig,
+    champion_macro_f1: float | None = None,
 ) -> DriftReport:
     """Every drift test between two stored feature versions; the champion (a DocumentClassifier) adds
     prediction drift and labelled performance."""
@@ -45,7 +50,7 @@ def monitor_versions(
         if known.any():
             predicted = np.asarray(classes)[cur_side.probabilities[known].argmax(axis=1)]
             labelled = (np.asarray(cur.labels)[known], predicted)
-    return monitor(ref_side, cur_side, classes, config, labelled)
+    return monitor(ref_side, cur_side, classes, config, labelled, champion_macro_f1)
 
 
 def write_report(report: DriftReport, folder: Path, title: str, history_file: Path) -> list[Path]:
@@ -114,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     config = MonitorConfig(pushgateway=args.pushgateway)
     try:
         with FeatureStore(workspace / "features.duckdb", read_only=True) as store:
-            report = monitor_versions(store, reference, args.current, champion, config)
+            recorded = float(version.tags.get("heldout_macro_f1", "nan")) if version is not None else None
+            report = monitor_versions(store, reference, args.current, champion, config, recorded)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -116,6 +116,40 @@ def list_user_input(
     return {f.uri: (f.label, f.split) for f in files}, 0
 
 
+def export_run_metrics(summary: dict[str, Any], config: Config, workspace: Path) -> Path:
+    """The run's figures for Prometheus: a textfile under workspace/metrics/, and a push when configured."""
+    from processing.metrics_export import Series, export
+
+    registry = summary["registry"]
+    best = summary["classifiers"][summary["best_classifier"]]
+    series = [
+        Series(
+            "documents", "Input documents by outcome", {(k,): v for k, v in summary["outcomes"].items()}, ("outcome",)
+        ),
+        Series(
+            "docs_per_second",
+            "Documents per second by stage",
+            {(k,): v for k, v in summary["docs_per_second"].items()},
+            ("stage",),
+        ),
+        Series("stage_seconds", "Seconds by stage", {(k,): v for k, v in summary["stage_seconds"].items()}, ("stage",)),
+        Series("heldout_macro_f1", "Best classifier's held-out macro-F1", {(): best["macro_f1"]}),
+        Series(
+            "champion_version",
+            "Registry version holding the champion alias after the run",
+            {
+                (): float(
+                    registry.get("challenger_version")
+                    if registry["decision"] == "promoted"
+                    else registry.get("champion_version", 0)
+                )
+            },
+        ),
+        Series("registry_decision", "1 for the gate's decision", {(registry["decision"],): 1.0}, ("decision",)),
+    ]
+    return export(series, "run", {"tier": summary["tier"]}, workspace, config.monitor.pushgateway)
+
+
 def _workspace_problem(workspace: Path) -> str | None:
     """Why the workspace cannot be used, before anything starts (None when it can)."""
     if workspace.exists() and not workspace.is_dir():
@@ -228,6 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             return 130
         print(format_summary(summary) + "\n")
         summaries.append(summary)
+        export_run_metrics(summary, config, Path(args.workspace).resolve())
     if args.summary:
         write_summary(summaries[0] if len(summaries) == 1 else {"ladder": summaries}, args.summary)
         print(f"summary written to {args.summary}")

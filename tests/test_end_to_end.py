@@ -51,8 +51,11 @@ EXPECTED = Counter(e.expected_outcome for e in ENTRIES)
 
 
 def test_every_input_file_has_exactly_one_outcome(first_run):
-    _, summary, printed = first_run
+    workspace, summary, printed = first_run
     assert "macro-F1" in printed  # the printed table
+    prom = (workspace / "metrics" / "run.prom").read_text()  # the textfile-collector export
+    assert f'docscale_documents{{outcome="ok",tier="50"}} {float(EXPECTED["ok"])}' in prom
+    assert 'docscale_registry_decision{decision="promoted",tier="50"} 1.0' in prom
     assert summary["documents"] == len(ENTRIES) == 90
     assert summary["outcomes"] == dict(EXPECTED)
     assert summary["failed"] == {k: v for k, v in EXPECTED.items() if k != "ok"}

@@ -19,7 +19,7 @@ ALLOWED = {
     "evaluation": {"ingestion", "training"},
 }
 # Entry points that wire stages together: nothing imports them.
-CONDUCTORS = {"processing/run.py", "processing/predict.py", "processing/serve.py"}
+CONDUCTORS = {"processing/run.py", "processing/predict.py", "processing/serve.py", "processing/monitor.py"}
 # Wiring beside the conductors, which may import every stage: the config composes each stage's own
 # config dataclass; run_training wires training, evaluation and tracking for processing.run.
 WIRING = {"processing/config.py", "processing/run_training.py"}
