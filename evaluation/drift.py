@@ -41,10 +41,19 @@ class MonitorConfig:
     pca_dims: int = 16  # the domain classifier reads this many principal components
     min_batch: int = 20  # fewer usable documents than this: drift is not judged ("too_small")
     pushgateway: str = ""  # host:port of a Prometheus Pushgateway; "" = textfile only
+    # Triggers of the loop (processing.cycle): retrain on drift with at least retrain_min_labels new labels,
+    # on retrain_label_count new labels alone, or on a labelled macro-F1 retrain_f1_drop below the champion's.
+    retrain_min_labels: int = 20
+    retrain_label_count: int = 500
+    retrain_f1_drop: float = 0.05
+    retrain_drift_streak: int = 3  # drift this many batches in a row counts as drift
     seed: int = 0
 
     def validate(self) -> None:
-        for key in ("sample_per_side", "permutations", "pca_dims", "min_batch"):
+        for key in (
+            "sample_per_side", "permutations", "pca_dims", "min_batch", "retrain_min_labels", "retrain_label_count",
+            "retrain_drift_streak",
+        ):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ValueError(f"monitor.{key} must be >= 1; got {getattr(self, key)}")
         for key in ("alpha", "share_alpha"):
@@ -52,6 +61,8 @@ class MonitorConfig:
                 raise ValueError(f"monitor.{key} must be in (0, 1); got {getattr(self, key)}")
         if not 0.5 <= self.min_auc < 1:
             raise ValueError(f"monitor.min_auc must be in [0.5, 1); got {self.min_auc}")
+        if not 0 <= self.retrain_f1_drop <= 1:
+            raise ValueError(f"monitor.retrain_f1_drop must be in [0, 1]; got {self.retrain_f1_drop}")
         if not 0 <= self.min_share_shift <= 1:
             raise ValueError(f"monitor.min_share_shift must be in [0, 1]; got {self.min_share_shift}")
 

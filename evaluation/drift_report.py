@@ -3,6 +3,7 @@ batches seen so far, as PNGs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+
+from evaluation.drift import DriftReport  # noqa: E402
 
 
 def markdown(report: dict[str, Any], title: str) -> str:
@@ -90,3 +93,22 @@ def plot_history(history: list[dict[str, Any]], path: Path) -> Path | None:
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
+
+
+def write_report(report: DriftReport, folder: Path, title: str, history_file: Path) -> list[Path]:
+    """JSON, Markdown and the PNGs; appends this batch to the drift history the timeline plot reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = report.to_dict()
+    (folder / "drift.json").write_text(json.dumps(data, indent=2))
+    (folder / "drift.md").write_text(markdown(data, title))
+    history = [json.loads(line) for line in history_file.read_text().splitlines()] if history_file.exists() else []
+    if report.embedding:
+        auc, mmd = report.embedding
+        history.append({"batch": title, "domain_auc": auc.score, "mmd_p": mmd.p_value, "detected": report.detected})
+        history_file.parent.mkdir(parents=True, exist_ok=True)
+        with history_file.open("a") as handle:
+            handle.write(json.dumps(history[-1]) + "\n")
+    paths = [folder / "drift.json", folder / "drift.md"]
+    paths += [p for p in (plot_shares(data["prediction"], folder / "class_shares.png"),) if p]
+    paths += [p for p in (plot_history(history, folder / "drift_history.png"),) if p]
+    return paths

@@ -16,14 +16,21 @@ from faker import Faker
 
 from ingestion.templates import (
     BOILERPLATE,
+    BOILERPLATE_2,
     CLASSES,
     COMPANIES,
     FILLER_WORDS,
+    GENERATION_2_WORDS,
     GENERIC_TITLES,
     LABELS,
     MONTHS,
+    NEW_CLASSES,
+    NEW_SIBLINGS,
     SIBLINGS,
 )
+
+ALL_CLASSES = {**CLASSES, **NEW_CLASSES}
+ALL_SIBLINGS = {**SIBLINGS, **NEW_SIBLINGS}
 
 LAYOUTS = ("single", "two_column", "letter", "table")
 FONTS = ("Helvetica", "Times", "Courier")
@@ -65,24 +72,36 @@ class DocumentPlan:
         return "\n".join(parts)
 
 
-def compose(rng: random.Random, label: str) -> DocumentPlan:
+def compose(rng: random.Random, label: str, generation: int = 1, ocr: bool | None = None) -> DocumentPlan:
+    """One document's plan. generation 2 is the later template generation (other words, boilerplate,
+    letterheads and field names); ocr forces a damaged OCR text layer on (True) or off (False); by default
+    one document in ten has one. Generation 1 with ocr=None draws exactly what it always drew."""
     _FAKER.seed_instance(rng.getrandbits(32))
-    spec, sibling = CLASSES[label], SIBLINGS[label]
-    mix = _Mix(rng, label, sibling)
+    spec, sibling = ALL_CLASSES[label], ALL_SIBLINGS[label]
+    mix = _Mix(rng, label, sibling, BOILERPLATE_2 if generation == 2 else BOILERPLATE)
     roll = rng.random()
-    title = rng.choice(spec["titles"] if roll < 0.6 else CLASSES[sibling]["titles"] if roll < 0.8 else GENERIC_TITLES)
+    title = rng.choice(
+        spec["titles"] if roll < 0.6 else ALL_CLASSES[sibling]["titles"] if roll < 0.8 else GENERIC_TITLES
+    )
     company = rng.choice([_FAKER.company(), rng.choice(COMPANIES)])
     letterhead = (_ascii(company), *(_ascii(x) for x in _FAKER.address().split("\n")[:2]))
     recipient = (_ascii(_FAKER.name()), *(_ascii(x) for x in _FAKER.address().split("\n")[:2]))
     field_names = rng.sample(spec["fields"], rng.randint(2, len(spec["fields"])))
     if rng.random() < 0.4:
-        field_names.append(rng.choice(CLASSES[sibling]["fields"]))
+        field_names.append(rng.choice(ALL_CLASSES[sibling]["fields"]))
     fields = tuple((name, _field_value(rng, name)) for name in field_names)
     n_pages = rng.choices(list(PAGE_WEIGHTS), weights=list(PAGE_WEIGHTS.values()))[0]
     layout = rng.choice(LAYOUTS)
     pages = tuple(_page(rng, mix, first=i == 0, layout=layout) for i in range(n_pages))
     footer = f"{_ascii(company)} - ref {rng.choice('ABCDEFGH')}{rng.randint(10000, 99999)}"
     ocr_noise = rng.uniform(0.02, 0.06) if rng.random() < 0.1 else 0.0
+    if ocr is not None:
+        ocr_noise = rng.uniform(0.04, 0.08) if ocr else 0.0
+    if generation == 2:
+        title = _generation_2(title).upper()
+        letterhead = (" | ".join(letterhead[:2]).upper(), "Registered in England and Wales")
+        fields = tuple((_generation_2(k).replace(" No.", " Ref").replace("Date", "Dated"), v) for k, v in fields)
+        pages = tuple(tuple(replace(b, text=_generation_2(b.text)) for b in page) for page in pages)
     if ocr_noise:  # a poor scan run through OCR: the text layer itself is damaged
         pages = tuple(tuple(replace(b, text=add_ocr_noise(b.text, ocr_noise, rng)) for b in page) for page in pages)
     return DocumentPlan(
@@ -90,11 +109,18 @@ def compose(rng: random.Random, label: str) -> DocumentPlan:
     )
 
 
+def _generation_2(text: str) -> str:
+    """The later template generation's wording: the same things in other words."""
+    for old, new in GENERATION_2_WORDS.items():
+        text = text.replace(old, new).replace(old.capitalize(), new.capitalize())
+    return text
+
+
 class _Mix:
     """Per-document proportions of own, sibling, other-class, boilerplate and filler sentences."""
 
-    def __init__(self, rng: random.Random, label: str, sibling: str) -> None:
-        self.rng, self.label, self.sibling = rng, label, sibling
+    def __init__(self, rng: random.Random, label: str, sibling: str, boilerplate: list[str] = BOILERPLATE) -> None:
+        self.rng, self.label, self.sibling, self.boilerplate = rng, label, sibling, boilerplate
         own = rng.uniform(0.18, 0.6)
         sib = rng.uniform(0.1, 0.4)
         self.cuts = (own, own + sib, own + sib + 0.1, own + sib + 0.1 + 0.2)
@@ -102,13 +128,13 @@ class _Mix:
     def sentence(self) -> str:
         rng, roll = self.rng, self.rng.random()
         if roll < self.cuts[0]:
-            return _fill(rng.choice(CLASSES[self.label]["sentences"]), rng)
+            return _fill(rng.choice(ALL_CLASSES[self.label]["sentences"]), rng)
         if roll < self.cuts[1]:
-            return _fill(rng.choice(CLASSES[self.sibling]["sentences"]), rng)
+            return _fill(rng.choice(ALL_CLASSES[self.sibling]["sentences"]), rng)
         if roll < self.cuts[2]:
             return _fill(rng.choice(CLASSES[LABELS[rng.randrange(len(LABELS))]]["sentences"]), rng)
         if roll < self.cuts[3]:
-            return rng.choice(BOILERPLATE)
+            return rng.choice(self.boilerplate)
         return " ".join(rng.sample(FILLER_WORDS, rng.randint(4, 9))).capitalize() + "."
 
     def paragraph(self) -> str:

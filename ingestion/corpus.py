@@ -61,6 +61,8 @@ class CorpusEntry:
     label: str  # the recorded label: what a (sometimes wrong) human annotator wrote
     defect: str | None = None
     true_label: str | None = None  # differs from label when label noise flipped it
+    generation: int = 1  # 2: the later template generation (drift batches only)
+    ocr: bool | None = None  # force a damaged OCR text layer on or off; None: one document in ten
 
     @property
     def relpath(self) -> str:
@@ -112,7 +114,7 @@ def render_entry(seed: int, entry: CorpusEntry) -> bytes:
     if entry.defect == "scanned":
         return render_scan(rng)
     password = {"encrypted": "secret", "encrypted_empty_password": ""}.get(entry.defect or "")
-    pdf_bytes = render_plan(compose(rng, entry.content_label), password=password)
+    pdf_bytes = render_plan(compose(rng, entry.content_label, entry.generation, entry.ocr), password=password)
     if entry.defect == "truncated":
         return pdf_bytes[: len(pdf_bytes) // 3]
     if entry.defect == "bad_xref":
@@ -120,6 +122,61 @@ def render_entry(seed: int, entry: CorpusEntry) -> bytes:
     if entry.defect == "absurd_page_count":
         return absurd_page_count(pdf_bytes)
     return pdf_bytes
+
+
+@dataclass
+class BatchSpec:
+    """An arriving batch of generated documents, with drift knobs; deterministic by (seed, name)."""
+
+    name: str
+    size: int = 200
+    favour: tuple[str, ...] = ()  # class mix: these classes make `favour_share` of the batch
+    favour_share: float = 0.0
+    generation_2_share: float = 0.0  # the later template generation (other words, boilerplate, fields)
+    ocr_share: float | None = None  # damaged OCR text layers; None = as in training (one in ten)
+    new_class: str = ""  # a class the models never saw (ingestion.templates.NEW_CLASSES) ...
+    new_class_share: float = 0.0  # ... making this share of the batch
+    label_noise: float = 0.0  # share of recorded labels that are wrong
+    labelled_share: float = 0.0  # share of the batch whose labels are given (labels CSV)
+
+    def validate(self) -> None:
+        if self.size <= 0:
+            raise ValueError(f"batch {self.name}: size must be > 0")
+        for key in ("favour_share", "generation_2_share", "new_class_share", "label_noise", "labelled_share"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ValueError(f"batch {self.name}: {key} must be in [0, 1]")
+        unknown = [c for c in self.favour if c not in LABELS]
+        if unknown:
+            raise ValueError(f"batch {self.name}: favour names unknown classes {unknown}")
+
+
+def batch_manifest(seed: int, spec: BatchSpec) -> list[tuple[CorpusEntry, bool]]:
+    """The batch's entries, and whether each one's label is given."""
+    spec.validate()
+    out = []
+    for index in range(spec.size):
+        rng = _rng(seed, spec.name, index, "batch")
+        roll = rng.random()
+        if spec.new_class and roll < spec.new_class_share:
+            label = spec.new_class
+        elif spec.favour and roll < spec.new_class_share + spec.favour_share:
+            label = spec.favour[rng.randrange(len(spec.favour))]
+        else:
+            label = LABELS[rng.randrange(len(LABELS))]
+        generation = 2 if rng.random() < spec.generation_2_share else 1
+        ocr = None if spec.ocr_share is None else rng.random() < spec.ocr_share
+        recorded = label
+        if rng.random() < spec.label_noise:
+            recorded = (
+                LABELS[(LABELS.index(label) + rng.randrange(1, len(LABELS))) % len(LABELS)]
+                if label in LABELS
+                else LABELS[0]
+            )
+        entry = CorpusEntry(
+            f"batch-{spec.name}", index, recorded, None, label if recorded != label else None, generation, ocr
+        )
+        out.append((entry, rng.random() < spec.labelled_share))
+    return out
 
 
 def missing_entries(root: str, entries: list[CorpusEntry]) -> list[CorpusEntry]:

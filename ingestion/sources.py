@@ -154,23 +154,34 @@ def _split(relpath: str, heldout_fraction: float) -> str:
     return "heldout" if bucket < heldout_fraction else "train"
 
 
-def _read_labels_csv(labels_csv: str, base: str, files: set[str]) -> dict[str, str]:
+def read_label_rows(labels_csv: str) -> list[tuple[int, str, str]]:
+    """(line number, path as written, label) for each row of a path,label CSV (an optional header)."""
     try:
         text = read_bytes(labels_csv).decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--labels {labels_csv}: cannot read it as UTF-8 text ({exc})") from exc
-    labels: dict[str, str] = {}
-    first_line: dict[str, int] = {}
+    rows = []
     for line_no, row in enumerate(csv.reader(io.StringIO(text)), start=1):
         if not row or (line_no == 1 and [c.strip().lower() for c in row] == ["path", "label"]):
             continue
         if len(row) != 2 or not row[0].strip() or not row[1].strip():
             raise InputError(f"{labels_csv}:{line_no}: expected 'path,label', got {','.join(row)!r}")
-        path = row[0].strip()
-        full = posixpath.normpath(path if path.startswith("/") else posixpath.join(base, path))
+        rows.append((line_no, row[0].strip(), row[1].strip()))
+    return rows
+
+
+def resolve_label_path(path: str, base: str) -> str:
+    """A labels CSV's path: absolute, or relative to the input folder."""
+    return posixpath.normpath(path if path.startswith("/") else posixpath.join(base, path))
+
+
+def _read_labels_csv(labels_csv: str, base: str, files: set[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for line_no, path, label in read_label_rows(labels_csv):
+        full = resolve_label_path(path, base)
         if full not in files:
             raise InputError(f"{labels_csv}:{line_no}: {path} is not a file under the input folder")
-        label = row[1].strip()
         if full in labels:
             if labels[full] != label:
                 raise InputError(

@@ -114,6 +114,72 @@ def embed_texts(store: FeatureStore, pool: EmbedPool, todo: list[str], keys: tup
     return feeder.embedded
 
 
+def _open_pool(
+    executor: Executor, store: FeatureStore, e: EmbedConfig, cpu_share: float, clock: Stopwatch, models_dir: Path
+) -> EmbedPool:
+    with clock.stage("model_load"):
+        opened = executor.embed_pool(e, cpu_share, models_dir)
+        params = {"max_chars": e.max_chars, "backend": e.backend, "token_budget": e.token_budget}
+        store.register_embedder(embedder_id(e), e.model, params, opened.dim)
+    return opened
+
+
+def extract_stage(
+    executor: Executor,
+    store: FeatureStore,
+    run_id: str,
+    settings: tuple[ExtractConfig, EmbedConfig],
+    labels: Labels,
+    clock: Stopwatch,
+    models_dir: Path,
+    work: dict[str, int],
+) -> EmbedPool | None:
+    """Extract every input (recording one outcome per file) and mark duplicates. With a GPU, fresh
+    extractions are embedded meanwhile (streaming); the pool that did it is returned to go on with."""
+    x, e = settings
+    keys = (embedder_id(e), extractor_version(x))
+    # Streaming: with a GPU, embed fresh extractions while later files are still being extracted, so the
+    # GPU works while the CPUs extract. On CPU both would fight over the same cores (off unless asked).
+    pool, feeder = None, None
+    if e.stream == "on" or (e.stream == "auto" and executor.cluster.gpus > 0):
+        pool = _open_pool(executor, store, e, 0.5, clock, models_dir)
+        feeder = EmbedFeeder(pool, e.texts_per_call_for(pool.device))
+    with clock.stage("extract"):
+        work["extracted"] = extract(executor, store, run_id, x, labels, feeder, keys)
+        work["duplicates"] = store.mark_duplicates(run_id)
+    work["embedded"] = work["embedded_while_extracting"] = feeder.embedded if feeder else 0
+    log(f"extract: {work['extracted']} extracted, outcomes {store.outcome_counts(run_id)}")
+    return pool
+
+
+def embed_stage(
+    executor: Executor,
+    store: FeatureStore,
+    settings: tuple[ExtractConfig, EmbedConfig],
+    wanted: list[str],
+    pool: EmbedPool | None,
+    clock: Stopwatch,
+    models_dir: Path,
+    work: dict[str, int],
+) -> str:
+    """Embed whichever of `wanted` (content hashes) have no vector yet; returns the device used ("" when
+    everything was cached). Closes the pool."""
+    x, e = settings
+    embedder, extractor = keys = (embedder_id(e), extractor_version(x))
+    todo = store.missing_embeddings(wanted, embedder, extractor)  # one query over every wanted hash
+    if todo:
+        pool = pool or _open_pool(executor, store, e, 1.0, clock, models_dir)
+        with clock.stage("embed"):
+            work["embedded"] = work.get("embedded", 0) + embed_texts(
+                store, pool, todo, keys, e.texts_per_call_for(pool.device)
+            )
+    device = pool.device if pool else ""
+    if pool:
+        pool.close()
+    log(f"embed: {work.get('embedded', 0)} embedded on {device or 'no device (all cached)'}")
+    return device
+
+
 def build_features(
     executor: Executor,
     store: FeatureStore,
@@ -128,46 +194,19 @@ def build_features(
     for generated tiers: what made the corpus is part of the features' identity."""
     x, e, corpus = config
     extractor, embedder = extractor_version(x), embedder_id(e)
-    keys = (embedder, extractor)
     work = {"extracted": 0, "embedded": 0, "embedded_while_extracting": 0}
-    pool: EmbedPool | None = None
-
-    def open_pool(cpu_share: float) -> EmbedPool:
-        with clock.stage("model_load"):
-            opened = executor.embed_pool(e, cpu_share, models_dir)
-            params = {"max_chars": e.max_chars, "backend": e.backend, "token_budget": e.token_budget}
-            store.register_embedder(embedder, e.model, params, opened.dim)
-        return opened
-
-    # Streaming: with a GPU, embed fresh extractions while later files are still being extracted, so the
-    # GPU works while the CPUs extract. On CPU both would fight over the same cores (off unless asked).
-    feeder = None
-    if e.stream == "on" or (e.stream == "auto" and executor.cluster.gpus > 0):
-        pool = open_pool(cpu_share=0.5)
-        feeder = EmbedFeeder(pool, e.texts_per_call_for(pool.device))
-    with clock.stage("extract"):
-        work["extracted"] = extract(executor, store, run_id, x, labels, feeder, keys)
-        work["duplicates"] = store.mark_duplicates(run_id)
-    work["embedded"] = work["embedded_while_extracting"] = feeder.embedded if feeder else 0
-    log(f"extract: {work['extracted']} extracted, outcomes {store.outcome_counts(run_id)}")
-
-    # Unlabelled documents are embedded too: they get predictions at the end.
+    pool = extract_stage(executor, store, run_id, (x, e), labels, clock, models_dir, work)
     members = store.members(run_id)
     if not members:  # nothing to train on: say so before committing an empty version
+        if pool:
+            pool.close()
         raise InputError(
             f"none of the {len(labels)} labelled input files gave usable text (outcomes: "
             f"{store.outcome_counts(run_id)}); nothing to train on"
         )
+    # Unlabelled documents are embedded too: they get predictions at the end.
     wanted = [m.content_hash for m in members] + [h for _, h in store.unlabelled(run_id)]
-    todo = store.missing_embeddings(wanted, embedder, extractor)  # one query over every wanted hash
-    if todo:
-        pool = pool or open_pool(cpu_share=1.0)
-        with clock.stage("embed"):
-            work["embedded"] += embed_texts(store, pool, todo, keys, e.texts_per_call_for(pool.device))
-    device = pool.device if pool else ""
-    if pool:
-        pool.close()
-    log(f"embed: {work['embedded']} embedded on {device or 'no device (all cached)'}")
+    device = embed_stage(executor, store, (x, e), wanted, pool, clock, models_dir, work)
 
     with clock.stage("commit"):
         params = {"max_chars": e.max_chars, "backend": e.backend, "token_budget": e.token_budget}

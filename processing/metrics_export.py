@@ -10,6 +10,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, push_to_gateway, write_to_textfile
 
@@ -43,3 +44,20 @@ def export(series: list[Series], job: str, grouping: dict[str, str], workspace: 
             reason = " ".join(str(exc).split())[:200]
             print(f"[docscale] warning: Pushgateway {pushgateway} did not take the metrics ({reason})", file=sys.stderr)
     return path
+
+
+def drift_series(report: Any) -> list[Series]:
+    """An evaluation.drift.DriftReport as series."""
+    series = [Series("drift_detected", "1 when both embedding tests fired", {(): float(report.detected)})]
+    for test in report.embedding:
+        series.append(Series(f"drift_{test.name}", f"{test.name} score", {(): test.score}))
+        series.append(Series(f"drift_{test.name}_p_value", f"{test.name} permutation p-value", {(): test.p_value}))
+    shares = report.prediction.get("shares", {})
+    if shares:
+        values = {(c,): v for c, v in shares.items()}
+        series.append(Series("predicted_class_share", "Share of predictions per class", values, ("class",)))
+    if report.performance.get("labelled"):
+        series.append(
+            Series("labelled_macro_f1", "Champion macro-F1 on labelled documents", {(): report.performance["macro_f1"]})
+        )
+    return series

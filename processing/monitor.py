@@ -13,7 +13,6 @@ version and both feature versions), and exports the figures for Prometheus (proc
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,9 +20,9 @@ from typing import Any
 import numpy as np
 
 from evaluation.drift import DriftReport, MonitorConfig, Side, monitor
-from evaluation.drift_report import markdown, plot_history, plot_shares
+from evaluation.drift_report import write_report
 from processing.features import FeatureStore
-from processing.metrics_export import Series, export
+from processing.metrics_export import drift_series, export
 from training import tracking
 
 
@@ -51,41 +50,6 @@ def monitor_versions(
             predicted = np.asarray(classes)[cur_side.probabilities[known].argmax(axis=1)]
             labelled = (np.asarray(cur.labels)[known], predicted)
     return monitor(ref_side, cur_side, classes, config, labelled, champion_macro_f1)
-
-
-def write_report(report: DriftReport, folder: Path, title: str, history_file: Path) -> list[Path]:
-    """JSON, Markdown and the PNGs; appends this batch to the drift history the timeline plot reads."""
-    folder.mkdir(parents=True, exist_ok=True)
-    data = report.to_dict()
-    (folder / "drift.json").write_text(json.dumps(data, indent=2))
-    (folder / "drift.md").write_text(markdown(data, title))
-    history = [json.loads(line) for line in history_file.read_text().splitlines()] if history_file.exists() else []
-    if report.embedding:
-        auc, mmd = report.embedding
-        history.append({"batch": title, "domain_auc": auc.score, "mmd_p": mmd.p_value, "detected": report.detected})
-        history_file.parent.mkdir(parents=True, exist_ok=True)
-        with history_file.open("a") as handle:
-            handle.write(json.dumps(history[-1]) + "\n")
-    paths = [folder / "drift.json", folder / "drift.md"]
-    paths += [p for p in (plot_shares(data["prediction"], folder / "class_shares.png"),) if p]
-    paths += [p for p in (plot_history(history, folder / "drift_history.png"),) if p]
-    return paths
-
-
-def drift_series(report: DriftReport) -> list[Series]:
-    series = [Series("drift_detected", "1 when both embedding tests fired", {(): float(report.detected)})]
-    for test in report.embedding:
-        series.append(Series(f"drift_{test.name}", f"{test.name} score", {(): test.score}))
-        series.append(Series(f"drift_{test.name}_p_value", f"{test.name} permutation p-value", {(): test.p_value}))
-    shares = report.prediction.get("shares", {})
-    if shares:
-        values = {(c,): v for c, v in shares.items()}
-        series.append(Series("predicted_class_share", "Share of predictions per class", values, ("class",)))
-    if report.performance.get("labelled"):
-        series.append(
-            Series("labelled_macro_f1", "Champion macro-F1 on labelled documents", {(): report.performance["macro_f1"]})
-        )
-    return series
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,7 @@ from processing.progress import Stopwatch
 from training import tracking
 from training.classifiers import TEXT_INPUT
 from training.fit import Trained, fit
-from training.gate import gate
+from training.gate import GateDecision, gate
 
 
 @dataclass
@@ -44,6 +44,7 @@ class RunContext:
     tasks_per_node: dict[str, int] = field(default_factory=dict)
     embedder: str = ""
     extractor: str = ""
+    tags: dict[str, str] = field(default_factory=dict)  # extra MLflow tags (e.g. the loop's batch)
 
 
 @dataclass
@@ -105,11 +106,22 @@ class RunSummary:
         return asdict(self)
 
 
+# The loop's own gate: (best classifier's name, its fitted model, its registered-to-be URI, its held-out
+# macro-F1, the run's tags, the inputs) -> the decision. Default: training.gate.gate on the held-out set.
+Decide = Callable[[str, Any, str, float, dict[str, str], "Inputs"], GateDecision]
+
+
 def train_and_report(
-    config: Config, store: FeatureStore, state: RunContext, version_id: str, created: bool
+    config: Config,
+    store: FeatureStore,
+    state: RunContext,
+    version_id: str,
+    created: bool,
+    decide: Decide | None = None,
 ) -> dict[str, Any]:
     """Wiring: each classifier is fitted (training.fit), scored (evaluation.heldout) and logged (tracking);
-    the best goes through the registry gate (training.gate); unlabelled files get its predictions."""
+    the best goes through the registry gate (training.gate, or `decide`); unlabelled files get its
+    predictions."""
     clock, t = state.clock, config.train
     with clock.stage("load_features"):
         inputs = _inputs(store, version_id, needs_texts=bool(TEXT_INPUT & set(t.classifiers)))
@@ -122,6 +134,7 @@ def train_and_report(
         "docscale_run": state.run_id,
         "embedder": inputs.embedder,
         "git_commit": _git_commit(),
+        **state.tags,
     }
     reports = state.workspace / "reports" / state.run_id
     results: dict[str, dict[str, float]] = {}
@@ -159,8 +172,12 @@ def train_and_report(
             )
             document_uri = tracking.log_document_model(document_model)
         with clock.stage("registry"):
-            score_champion = partial(_champion_score, inputs=inputs)
-            decision = gate(t, document_uri, best, results[best]["macro_f1"], tags, score_champion).to_dict()
+            if decide is not None:
+                gated = decide(best, models[best][0], document_uri, results[best]["macro_f1"], tags, inputs)
+            else:
+                score_champion = partial(_champion_score, inputs=inputs)
+                gated = gate(t, document_uri, best, results[best]["macro_f1"], tags, score_champion)
+            decision = gated.to_dict()
         tracking.log_json(decision, "registry_decision.json")
         tracking.set_tags({"best_classifier": best, "registry_decision": decision["decision"]})
 

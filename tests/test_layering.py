@@ -19,10 +19,17 @@ ALLOWED = {
     "evaluation": {"ingestion", "training"},
 }
 # Entry points that wire stages together: nothing imports them.
-CONDUCTORS = {"processing/run.py", "processing/predict.py", "processing/serve.py", "processing/monitor.py"}
+CONDUCTORS = {
+    "processing/run.py",
+    "processing/predict.py",
+    "processing/serve.py",
+    "processing/monitor.py",
+    "processing/cycle.py",
+    "processing/scenario.py",
+}
 # Wiring beside the conductors, which may import every stage: the config composes each stage's own
 # config dataclass; run_training wires training, evaluation and tracking for processing.run.
-WIRING = {"processing/config.py", "processing/run_training.py"}
+WIRING = {"processing/config.py", "processing/run_training.py", "processing/pipeline.py", "processing/loop.py"}
 SOLE_OWNER = {"duckdb": "processing/features/store.py", "mlflow": "training/tracking.py", "ray": "processing/engine.py"}
 
 

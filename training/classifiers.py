@@ -35,6 +35,8 @@ class TrainConfig:
     tfidf_max_features: int = 50000
     registry_model: str = "docscale-classifier"
     promotion_margin: float = 0.005  # a challenger must beat the champion's held-out macro-F1 by this much
+    # In the loop (processing.cycle) a challenger must also not lose more than this on the fixed held-out set.
+    heldout_tolerance: float = 0.01
 
     def validate(self) -> None:
         """Raise ValueError naming the key, before any work starts."""
@@ -49,6 +51,10 @@ class TrainConfig:
         if not -1.0 <= self.promotion_margin <= 1.0:  # a macro-F1 difference; -1 promotes every challenger
             raise ValueError(
                 f"train.promotion_margin must be in [-1, 1] (a macro-F1 difference); got {self.promotion_margin}"
+            )
+        if not 0.0 <= self.heldout_tolerance <= 1.0:
+            raise ValueError(
+                f"train.heldout_tolerance must be in [0, 1] (a macro-F1 drop); got {self.heldout_tolerance}"
             )
         if not self.registry_model.strip():
             raise ValueError("train.registry_model must name the registered model, e.g. docscale-classifier")

@@ -61,3 +61,65 @@ def gate(
     return GateDecision(
         **base, **champion, decision="kept_champion", reason=f"does not beat champion by more than {margin}"
     )
+
+
+@dataclass
+class Challenge:
+    """What the loop's gate weighs: the challenger against the champion on the batch's recent labelled
+    documents (a difference with a paired-bootstrap interval) and on the fixed held-out set."""
+
+    recent_documents: int
+    recent_difference: float  # challenger minus champion macro-F1 on recent labelled documents
+    recent_accuracy: float  # challenger minus champion accuracy on them, with
+    recent_low: float  # its 90% paired-bootstrap interval (the low end: a one-sided 95% bound)
+    recent_high: float
+    heldout_challenger: float
+    heldout_champion: float
+
+
+def judge(challenge: Challenge, margin: float, tolerance: float) -> tuple[bool, str]:
+    """Promote only if the challenger wins on recent labelled data by the margin, with the interval's low
+    end above zero, and does not regress on the held-out set beyond the tolerance."""
+    c = challenge
+    if c.recent_documents == 0:
+        return False, "no recent labelled documents kept aside to judge on"
+    if c.recent_difference <= margin:
+        return False, f"recent macro-F1 {c.recent_difference:+.3f} vs champion, not above margin {margin}"
+    if c.recent_low <= 0:
+        return False, (
+            f"recent macro-F1 {c.recent_difference:+.3f}, but the accuracy gain {c.recent_accuracy:+.3f} has "
+            f"[{c.recent_low:+.3f}, {c.recent_high:+.3f}] (90%) including 0"
+        )
+    drop = c.heldout_champion - c.heldout_challenger
+    if drop > tolerance:
+        return False, f"held-out macro-F1 drops {drop:.3f} (> train.heldout_tolerance {tolerance})"
+    interval = f"accuracy {c.recent_accuracy:+.3f} [{c.recent_low:+.3f}, {c.recent_high:+.3f}]"
+    return True, f"recent macro-F1 {c.recent_difference:+.3f}, {interval}, held-out drop {drop:+.3f}"
+
+
+def challenge_gate(
+    config: TrainConfig, model_uri: str, name: str, macro_f1: float, tags: dict[str, str], challenge: Challenge
+) -> GateDecision:
+    """The loop's gate: register the challenger, then promote it only if `judge` says it wins."""
+    registry = config.registry_model
+    current = tracking.champion(registry)
+    version = tracking.register_challenger(
+        model_uri, registry, {**tags, "classifier": name, "heldout_macro_f1": f"{macro_f1:.6f}"}
+    )
+    wins, reason = judge(challenge, config.promotion_margin, config.heldout_tolerance)
+    if wins:
+        tracking.promote(registry, version.version)
+    decision = GateDecision(
+        registry_model=registry,
+        challenger_version=str(version.version),
+        challenger=name,
+        challenger_macro_f1=macro_f1,
+        margin=config.promotion_margin,
+        decision="promoted" if wins else "rejected",
+        reason=reason,
+        champion_version=str(current.version) if current else None,
+        champion_macro_f1=challenge.heldout_champion,
+        champion_scored="rescored on this held-out set",
+    )
+    tracking.set_model_version_tags(registry, str(version.version), {"gate": decision.decision, "gate_reason": reason})
+    return decision

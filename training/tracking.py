@@ -31,6 +31,9 @@ logging.getLogger("mlflow").setLevel(logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
 # It warns on every cloudpickle save; our torch MLP needs cloudpickle (see log_model), and says so.
 logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
+# It warns that a python_model object is cloudpickled (see DocumentModel) and that no signature can be
+# inferred from a DataFrame hint; both are understood and said in the README.
+logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
 
 # Logged with each model instead of letting MLflow infer requirements (which imports and probes the
 # model in a subprocess and takes seconds per model).
@@ -285,6 +288,12 @@ def register_challenger(model_uri: str, registry_name: str, tags: dict[str, str]
     version = mlflow.register_model(model_uri, registry_name, tags=tags)
     MlflowClient().set_registered_model_alias(registry_name, "challenger", version.version)
     return version
+
+
+def set_model_version_tags(registry_name: str, version: str, tags: dict[str, str]) -> None:
+    client = MlflowClient()
+    for key, value in tags.items():
+        client.set_model_version_tag(registry_name, version, key, str(value)[:5000])
 
 
 def promote(registry_name: str, version: str) -> None:

@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from ingestion.extract import TRANSIENT, FileRecord
 from ingestion.sources import display_path
+from processing.features.cycles import CYCLE_SCHEMA, CyclesMixin
 from processing.features.versions import Member, VersionsMixin
 
 SCHEMA = """
@@ -88,7 +89,7 @@ def _line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300]
 
 
-class FeatureStore(VersionsMixin):
+class FeatureStore(VersionsMixin, CyclesMixin):
     def __init__(self, path: Path, wait_seconds: float = 0.0, read_only: bool = False) -> None:
         """Open (or create) the store. DuckDB allows one writing process per file: if another holds it,
         wait up to `wait_seconds`, then fail with a message naming the holder."""
@@ -126,7 +127,7 @@ class FeatureStore(VersionsMixin):
                     "afresh (extractions and embeddings will be redone)"
                 ) from None
         if not read_only:
-            self.con.execute(SCHEMA)
+            self.con.execute(SCHEMA + CYCLE_SCHEMA)
             self._migrate()
             # We hold the only write lock, so a run still marked running died without finishing.
             self.con.execute("UPDATE runs SET status = 'interrupted' WHERE status = 'running'")

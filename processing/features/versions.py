@@ -140,6 +140,13 @@ class VersionsMixin:
             vectors,
         )
 
+    def version_members(self, version_id: str) -> list[Member]:
+        rows = self.con.execute(
+            "SELECT content_hash, label, split FROM feature_members WHERE version_id = ? ORDER BY split, content_hash",
+            [version_id],
+        ).fetchall()
+        return [Member(*r) for r in rows]
+
     def heldout_hashes(self, version_id: str) -> list[str]:
         """The held-out members' content hashes, in the order of load_features' held-out rows."""
         rows = self.con.execute(

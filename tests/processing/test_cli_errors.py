@@ -55,12 +55,12 @@ def test_bad_settings_are_one_line(tmp_path, capsys, bad):
 
 
 def test_a_bad_input_folder_is_found_before_the_engine_starts(tmp_path, capsys, monkeypatch):
-    import processing.run as run
+    import processing.pipeline as pipeline
 
     def no_engine(*args, **kwargs):
         raise AssertionError("the engine must not start for a bad --input")
 
-    monkeypatch.setattr(run, "start_executor", no_engine)
+    monkeypatch.setattr(pipeline, "start_executor", no_engine)
     (tmp_path / "in").mkdir()
     assert main(["--input", str(tmp_path / "in"), "--workspace", str(tmp_path / "ws")]) == 2
     assert "holds no files" in _one_line_error(capsys)

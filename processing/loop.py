@@ -1,0 +1,436 @@
+"""The MLOps loop for one arriving batch: extract and embed it with the champion's own settings, score
+every file, judge drift, decide whether to retrain, retrain and gate when a trigger fires, record it all.
+
+Wiring beside the conductor (processing/cycle.py): it may import every stage package. The stages are the
+pipeline's own (processing.build, processing.run_training); nothing here extracts or embeds by itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from evaluation.drift import Side, monitor
+from evaluation.drift_report import write_report
+from evaluation.metrics import paired_difference
+from evaluation.triggers import Evidence, retrain_reason
+from ingestion.extract import USABLE, content_hash, extractor_version, file_size
+from ingestion.sources import InputError, display_path, filesystem_for, list_files, read_bytes, read_label_rows
+from processing.build import embed_stage, extract_stage
+from processing.classify import DocumentClassifier
+from processing.config import Config
+from processing.embed import embedder_id
+from processing.features import FeatureStore, Member
+from processing.metrics_export import Series, drift_series, export
+from processing.pipeline import run_pipeline, start_executor
+from processing.progress import Stopwatch, log
+from processing.run_training import Inputs, RunContext, train_and_report
+from training import tracking
+from training.classifiers import TEXT_INPUT
+from training.gate import Challenge, GateDecision, challenge_gate
+
+RECENT_SHARE = 0.3  # of newly labelled documents kept aside to judge a challenger on (never trained on)
+
+
+@dataclass
+class Batch:
+    input: str
+    paths: list[str]
+    hashes: dict[str, str]  # path -> content hash ("" when the file cannot be read)
+    batch_id: str
+
+
+@dataclass
+class CycleResult:
+    """What a cycle did; `--summary` writes it as JSON."""
+
+    batch_id: str
+    input: str
+    decision: str  # one of evaluation.triggers.DECISIONS
+    reason: str
+    drift: dict[str, Any] = field(default_factory=dict)
+    champion_version_before: str | None = None
+    champion_version_after: str | None = None
+    challenger_version: str | None = None
+    predictions: str | None = None
+    documents: int = 0
+    outcomes: dict[str, int] = field(default_factory=dict)
+    new_labels: int = 0
+    feature_version: str | None = None
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+    already_decided: bool = False
+
+
+def list_batch(input_dir: str, max_bytes: int) -> Batch:
+    """Every file of the batch and its content hash; the batch's id is a digest of the contents, so the
+    same files are the same batch wherever they lie."""
+    paths = list_files(input_dir)
+    if not paths:
+        raise InputError(f"--input {input_dir}: the folder holds no files")
+    hashes = {}
+    for path in paths:
+        try:
+            hashes[path] = content_hash(read_bytes(path)) if file_size(path) <= max_bytes else f"size:{path}"
+        except OSError:
+            hashes[path] = ""
+    digest = hashlib.sha256("\n".join(sorted(f"{display_path(p)}\t{h}" for p, h in hashes.items())).encode())
+    return Batch(input_dir, paths, hashes, "batch-" + digest.hexdigest()[:12])
+
+
+def batch_labels(
+    labels_csv: str, batch: Batch, store: FeatureStore, classes: list[str], allow_new_classes: bool
+) -> dict[str, str]:
+    """content hash -> label from a CSV naming files of this batch or of earlier ones. Unknown files and
+    (unless allowed) unknown classes are one-line errors naming the line."""
+    _, base = filesystem_for(batch.input)
+    here = {display_path(p): h for p, h in batch.hashes.items() if h}
+    rows = read_label_rows(labels_csv)
+    resolved = {}
+    for line_no, path, label in rows:
+        full = path if path in here else str(Path(base) / path) if not path.startswith("/") else path
+        resolved[line_no] = (path, full, label)
+    earlier = store.hashes_of_paths([full for _, full, _ in resolved.values() if full not in here])
+    labels: dict[str, str] = {}
+    for line_no, (path, full, label) in resolved.items():
+        digest = here.get(full) or earlier.get(full)
+        if not digest:
+            raise InputError(f"{labels_csv}:{line_no}: {path} is neither in this batch nor in an earlier one")
+        if classes and label not in classes and not allow_new_classes:
+            raise InputError(
+                f"{labels_csv}:{line_no}: class {label!r} is unknown to the champion ({', '.join(classes)}); "
+                "fix the label or pass --allow-new-classes"
+            )
+        labels[digest] = label
+    return labels
+
+
+def run_cycle(
+    config: Config,
+    input_dir: str,
+    workspace: Path,
+    labels_csv: str | None = None,
+    on_demand: bool = False,
+    allow_new_classes: bool = False,
+) -> CycleResult:
+    workspace = workspace.resolve()
+    workspace.mkdir(parents=True, exist_ok=True)
+    uri = config.mlflow.uri(workspace)
+    tracking.check_reachable(uri)
+    tracking.setup(uri, config.mlflow.experiment, workspace / "mlartifacts")
+    registry = config.train.registry_model
+    clock = Stopwatch()
+    batch = list_batch(input_dir, config.extract.max_bytes)
+    champion_entry = tracking.champion(registry)
+    if champion_entry is None:  # the first cycle trains the first champion, like processing.run --input
+        summary = run_pipeline(config, "input", workspace, input_dir=input_dir, labels_csv=labels_csv)
+        after = tracking.champion(registry)
+        result = CycleResult(
+            batch.batch_id,
+            input_dir,
+            "trained_first",
+            "no champion yet: trained one on this batch",
+            champion_version_after=str(after.version) if after else None,
+            documents=summary["documents"],
+            outcomes=summary["outcomes"],
+            feature_version=summary["feature_version"],
+            stage_seconds=summary["stage_seconds"],
+        )
+        with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
+            store.record_decision(batch.batch_id, _row(result))
+        return result
+
+    champion = tracking.load_document_model(f"models:/{registry}/{champion_entry.version}")
+    # The batch is read exactly as the champion's training data was: its settings, not the config's.
+    config.extract, config.embed = champion.extract, champion.embed
+    with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
+        labels = batch_labels(labels_csv, batch, store, champion.classes, allow_new_classes) if labels_csv else {}
+        done = store.decision(batch.batch_id)
+        if done is not None:  # rerunning a batch never scores, decides or promotes twice ...
+            added = store.add_labels(labels, batch.batch_id, "labels")  # ... but late labels still count
+            if added:
+                log(f"cycle {batch.batch_id}: already decided; {added} new labels recorded for the next cycle")
+            fields = CycleResult.__dataclass_fields__
+            return CycleResult(**{k: v for k, v in done.items() if k in fields} | {"already_decided": True})
+        run_id = time.strftime("cycle-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+        store.begin_run(run_id, f"cycle:{input_dir}", config.to_dict())
+        try:
+            result = _cycle(config, store, run_id, batch, labels, champion, champion_entry, clock, workspace, on_demand)
+        except BaseException:
+            store.finish_run(run_id, "failed", None)
+            raise
+        store.finish_run(run_id, "finished", result.feature_version)
+        store.record_decision(batch.batch_id, _row(result))
+    log(f"cycle {batch.batch_id}: {result.decision} ({result.reason})")
+    return result
+
+
+def _cycle(
+    config: Config,
+    store: FeatureStore,
+    run_id: str,
+    batch: Batch,
+    labels: dict[str, str],
+    champion: DocumentClassifier,
+    champion_entry: Any,
+    clock: Stopwatch,
+    workspace: Path,
+    on_demand: bool,
+) -> CycleResult:
+    settings = (config.extract, config.embed)
+    extractor, embedder = extractor_version(config.extract), embedder_id(config.embed)
+    executor = start_executor(config, None)
+    work: dict[str, int] = {}
+    label_map = {p: (labels.get(h), "batch" if h in labels else "predict") for p, h in batch.hashes.items()}
+    pool = extract_stage(executor, store, run_id, settings, label_map, clock, workspace / "models", work)
+    outcomes = store.run_outcomes(run_id)
+    usable = sorted({batch.hashes[p] for p in batch.paths if outcomes.get(display_path(p)) in USABLE})
+    embed_stage(executor, store, settings, usable, pool, clock, workspace / "models", work)
+    new = store.add_labels(labels, batch.batch_id, "labels")
+    log(f"cycle: {len(batch.paths)} files, {len(usable)} usable, {len(labels)} labels ({new} new or changed)")
+
+    # The batch as a feature version of its own (split "batch"), so that it can be monitored and compared.
+    batch_fv = None
+    if usable:
+        members = [Member(h, labels.get(h, ""), "batch") for h in usable]
+        batch_fv, _ = store.commit_version(
+            members, f"cycle:{batch.batch_id}", extractor, embedder, {"batch": batch.batch_id}
+        )
+
+    # Score every file with the champion: one row per file, an outcome instead of a label when unusable.
+    folder = workspace / "cycles" / batch.batch_id
+    with clock.stage("score"):
+        vectors = store.load_vectors(usable, embedder, extractor) if usable else np.zeros((0, 1))
+        probabilities = champion.classifier.predict_proba(vectors) if usable else np.zeros((0, len(champion.classes)))
+        predictions = _write_predictions(
+            folder / "predictions.parquet", batch, outcomes, usable, probabilities, champion.classes
+        )
+
+    # Monitoring: the batch against the champion's training data.
+    with clock.stage("monitor"):
+        reference = store.version_rows(champion.feature_version, splits=("train",))
+        current = store.version_rows(batch_fv) if batch_fv else None
+        recorded = float(champion_entry.tags.get("heldout_macro_f1", "nan"))
+        labelled = None
+        if current is not None:
+            known = np.asarray([bool(label) for label in current.labels])
+            if known.any():
+                predicted = np.asarray(champion.classes)[
+                    champion.classifier.predict_proba(current.vectors[known]).argmax(axis=1)
+                ]
+                labelled = (np.asarray(current.labels)[known], predicted)
+        ref_side = Side(
+            reference.vectors, champion.classifier.predict_proba(reference.vectors), lengths=reference.lengths
+        )
+        cur_side = Side(
+            current.vectors if current else np.zeros((0, reference.vectors.shape[1])),
+            champion.classifier.predict_proba(current.vectors) if current else None,
+            store.outcome_counts(run_id),
+            current.lengths if current else np.zeros(0),
+        )
+        report = monitor(ref_side, cur_side, champion.classes, config.monitor, labelled, recorded)
+        write_report(report, folder, batch.batch_id, workspace / "reports" / "monitoring" / "history.jsonl")
+
+    m = config.monitor
+    new_labels = store.labels_outside(champion.feature_version, extractor)
+    streak = store.drift_streak() + 1 if report.detected else 0
+    perf = report.performance
+    evidence = Evidence(report.detected, streak, len(new_labels), perf.get("macro_f1"), recorded, on_demand)
+    reason = retrain_reason(
+        evidence, m.retrain_min_labels, m.retrain_label_count, m.retrain_f1_drop, m.retrain_drift_streak
+    )
+    drift = _drift_summary(report)
+    result = CycleResult(
+        batch.batch_id,
+        batch.input,
+        "no_drift",
+        "no trigger fired",
+        drift=drift,
+        champion_version_before=str(champion_entry.version),
+        champion_version_after=str(champion_entry.version),
+        predictions=str(predictions),
+        documents=len(batch.paths),
+        outcomes=store.outcome_counts(run_id),
+        new_labels=len(new_labels),
+        feature_version=batch_fv,
+    )
+    if reason is None:
+        if report.detected or streak >= m.retrain_drift_streak:
+            result.decision = "drift_no_labels"
+            result.reason = (
+                f"drift, but {len(new_labels)} new labelled documents "
+                f"(< monitor.retrain_min_labels {m.retrain_min_labels})"
+            )
+        elif not usable:
+            result.reason = f"no usable document in the batch (outcomes {result.outcomes}); nothing to judge"
+        elif report.status != "judged":
+            result.reason = f"batch too small to judge drift ({len(usable)} usable < monitor.min_batch {m.min_batch})"
+    else:
+        gated = _retrain(config, store, champion, champion_entry, new_labels, batch, clock, workspace, reason)
+        result.decision, result.reason = gated.decision, f"{reason}; {gated.reason}"
+        result.challenger_version = gated.challenger_version
+        after = tracking.champion(config.train.registry_model)
+        result.champion_version_after = str(after.version) if after else None
+    result.stage_seconds = dict(clock.seconds)
+    _export(result, report, config, workspace)
+    return result
+
+
+def _retrain(
+    config: Config,
+    store: FeatureStore,
+    champion: DocumentClassifier,
+    champion_entry: Any,
+    new_labels: dict[str, str],
+    batch: Batch,
+    clock: Stopwatch,
+    workspace: Path,
+    reason: str,
+) -> GateDecision:
+    """A challenger on the champion's training version plus the new labels (a share kept aside to judge
+    it on), registered and gated by training.gate.challenge_gate."""
+    base = store.version(champion.feature_version)
+    old = store.version_members(champion.feature_version)
+    recent = {h: y for h, y in new_labels.items() if _kept_aside(h)}
+    learn = [Member(h, y, "train") for h, y in new_labels.items() if h not in recent]
+    members = old + learn
+    version_id, created = store.commit_version(
+        members,
+        f"cycle:{batch.batch_id}",
+        base["extractor"],
+        base["embedder"],
+        {"parent": champion.feature_version, "batch": batch.batch_id, "new_labels": len(learn)},
+    )
+    log(
+        f"retrain ({reason}): {version_id} = {champion.feature_version} + {len(learn)} new labels; "
+        f"{len(recent)} kept aside"
+    )
+    recent_hashes = sorted(recent)
+    x_recent = store.load_vectors(recent_hashes, base["embedder"], base["extractor"]) if recent_hashes else None
+    y_recent = np.asarray([recent[h] for h in recent_hashes])
+
+    def decide(
+        name: str, model: Any, uri: str, heldout_f1: float, tags: dict[str, str], inputs: Inputs
+    ) -> GateDecision:
+        champion_heldout = _macro_f1(inputs.y_heldout, champion.classifier.predict(inputs.heldout(champion.name)))
+        if x_recent is not None and len(y_recent):
+            d = paired_difference(
+                y_recent,
+                model.predict(_as_input(name, x_recent, store, recent_hashes, base)),
+                champion.classifier.predict(_as_input(champion.name, x_recent, store, recent_hashes, base)),
+            )
+            recent = (d["macro_f1"], d["accuracy"], d["accuracy_low"], d["accuracy_high"])
+        else:
+            recent = (float("nan"),) * 4
+        challenge = Challenge(len(y_recent), *recent, heldout_f1, champion_heldout)
+        return challenge_gate(config.train, uri, name, heldout_f1, {**tags, "cycle_reason": reason}, challenge)
+
+    state = RunContext(
+        run_id=f"retrain-{batch.batch_id}",
+        tier="cycle",
+        source=f"cycle:{batch.batch_id}",
+        workspace=workspace,
+        clock=clock,
+    )
+    state.tags = {"cycle_batch": batch.batch_id, "parent_feature_version": champion.feature_version}
+    summary = train_and_report(config, store, state, version_id, created, decide=decide)
+    registry = summary["registry"]
+    return GateDecision(**{k: registry.get(k) for k in GateDecision.__dataclass_fields__})
+
+
+def _as_input(name: str, vectors: np.ndarray, store: FeatureStore, hashes: list[str], base: dict[str, Any]) -> Any:
+    if name not in TEXT_INPUT:
+        return vectors
+    texts = dict(store.iter_texts(hashes, base["extractor"]))
+    return np.asarray([texts[h] for h in hashes])
+
+
+def _macro_f1(y: np.ndarray, predicted: np.ndarray) -> float:
+    from evaluation.metrics import score
+
+    return score(y, predicted)["macro_f1"]
+
+
+def _kept_aside(content_hash: str) -> bool:
+    """A stable share of newly labelled documents judges challengers and is never trained on."""
+    return int(content_hash[:8], 16) / 0xFFFFFFFF < RECENT_SHARE
+
+
+def _write_predictions(
+    path: Path, batch: Batch, outcomes: dict[str, str], usable: list[str], probabilities: np.ndarray, classes: list[str]
+) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    by_hash = dict(zip(usable, probabilities, strict=True))
+    rows: dict[str, list[Any]] = {"path": [], "content_hash": [], "outcome": [], "label": [], "probability": []}
+    rows |= {f"p_{c}": [] for c in classes}
+    for p in batch.paths:
+        digest = batch.hashes[p]
+        outcome = outcomes.get(display_path(p), "unreadable")
+        proba = by_hash.get(digest) if outcome in USABLE else None
+        rows["path"].append(display_path(p))
+        rows["content_hash"].append(digest)
+        rows["outcome"].append(outcome)
+        rows["label"].append(classes[int(proba.argmax())] if proba is not None else None)
+        rows["probability"].append(float(proba.max()) if proba is not None else None)
+        for c, i in zip(classes, range(len(classes)), strict=True):
+            rows[f"p_{c}"].append(float(proba[i]) if proba is not None else None)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".parquet.tmp")
+    pq.write_table(pa.table(rows), tmp)
+    tmp.replace(path)  # a kill leaves the old file or the new one, never half of one
+    return path
+
+
+def _drift_summary(report: Any) -> dict[str, Any]:
+    return {
+        "detected": report.detected,
+        "status": report.status,
+        "tests": {
+            t.name: {"score": t.score, "p_value": t.p_value, "threshold": t.threshold, "fired": t.fired}
+            for t in report.embedding
+        },
+        "prediction": {k: report.prediction.get(k) for k in ("p_value", "tvd", "fired", "threshold")}
+        if report.prediction
+        else {},
+        "labelled_macro_f1": report.performance.get("macro_f1"),
+        "seconds": report.seconds,
+    }
+
+
+def _row(result: CycleResult) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    row = asdict(result)
+    tests = result.drift.get("tests", {})
+    row |= {
+        "drift_detected": bool(result.drift.get("detected")),
+        "domain_auc": tests.get("domain_auc", {}).get("score"),
+        "mmd_p": tests.get("mmd2", {}).get("p_value"),
+        "labelled_macro_f1": result.drift.get("labelled_macro_f1"),
+        "champion_before": result.champion_version_before,
+        "champion_after": result.champion_version_after,
+    }
+    return row
+
+
+def _export(result: CycleResult, report: Any, config: Config, workspace: Path) -> None:
+    series = drift_series(report) + [
+        Series("documents", "Batch documents by outcome", {(k,): v for k, v in result.outcomes.items()}, ("outcome",)),
+        Series("cycle_decision", "1 for the cycle's decision", {(result.decision,): 1.0}, ("decision",)),
+        Series(
+            "champion_version",
+            "Registry version holding the champion alias after the cycle",
+            {(): float(result.champion_version_after or 0)},
+        ),
+        Series(
+            "cycle_stage_seconds", "Seconds by stage", {(k,): v for k, v in result.stage_seconds.items()}, ("stage",)
+        ),
+    ]
+    export(series, "cycle", {"batch": result.batch_id}, workspace, config.monitor.pushgateway)

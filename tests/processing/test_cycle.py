@@ -1,0 +1,96 @@
+"""The MLOps loop end to end: the small drift scenario makes each expected decision, a batch is never
+decided twice, and bad batches are one-line errors. Real DuckDB, MLflow, model and generated PDFs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+from mlflow.tracking import MlflowClient
+
+from processing.cycle import main as cycle_main
+from processing.scenario import main as scenario_main
+from tests.servers import free_port
+
+pytestmark = pytest.mark.slow
+FAST = ["--set", "engine.executor=local", "--set", "train.classifiers=logreg"]
+
+
+@pytest.fixture(scope="module")
+def scenario(tmp_path_factory):
+    workspace = tmp_path_factory.mktemp("loop") / "ws"
+    with contextlib.redirect_stdout(None):
+        code = scenario_main(["--small", "--workspace", str(workspace)])
+    rows = json.loads((workspace / "scenario" / "report" / "scenario.json").read_text())
+    return workspace, code, rows
+
+
+def test_the_scenario_makes_each_expected_decision(scenario):
+    workspace, code, rows = scenario
+    assert [r["decision"] for r in rows] == ["no_drift", "promoted", "rejected"] and code == 0
+    a, b, c = rows
+    assert not a["drift"]["detected"] and b["drift"]["detected"]
+    assert b["champion_version_after"] != b["champion_version_before"] == a["champion_version_after"]
+    assert c["champion_version_after"] == b["champion_version_after"]  # the bad labels did not get in
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("docscale-classifier", "champion")
+    assert str(champion.version) == b["champion_version_after"] and champion.tags["gate"] == "promoted"
+    rejected = client.get_model_version("docscale-classifier", c["challenger_version"])
+    assert rejected.tags["gate"] == "rejected" and "cycle_reason" in rejected.tags
+    with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
+        recorded = con.execute("SELECT decision FROM decisions ORDER BY decided_at").fetchall()
+    assert [d for (d,) in recorded] == ["no_drift", "promoted", "rejected"]
+    predictions = pq.read_table(a["predictions"]).to_pylist()
+    assert len(predictions) == a["documents"] == 100 and all(p["label"] for p in predictions)
+    assert 'docscale_cycle_decision{batch="' in (workspace / "metrics" / "cycle.prom").read_text()
+    assert (workspace / "scenario" / "report" / "scenario.png").stat().st_size > 10_000
+
+
+def test_rerunning_a_batch_scores_decides_and_promotes_nothing_again(scenario, capsys):
+    workspace, _, rows = scenario
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    versions = len(client.search_model_versions("name='docscale-classifier'"))
+    batches = workspace / "scenario" / "batches"
+    args = ["--input", str(batches / "B-shifted"), "--labels", str(batches / "B-shifted.labels.csv")]
+    assert cycle_main([*args, "--workspace", str(workspace), *FAST]) == 0
+    assert "already decided" in capsys.readouterr().out
+    assert len(client.search_model_versions("name='docscale-classifier'")) == versions
+    with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 3
+
+
+def _error(capsys) -> str:
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "\n" not in err and "Traceback" not in err, err
+    return err
+
+
+def test_bad_batches_are_one_line_errors_and_unreadable_only_batches_are_reported(scenario, tmp_path, capsys):
+    workspace, _, _ = scenario
+    base = ["--workspace", str(workspace), *FAST]
+    (tmp_path / "empty").mkdir()
+    assert cycle_main(["--input", str(tmp_path / "empty"), *base]) == 2
+    assert "holds no files" in _error(capsys)
+    batch = workspace / "scenario" / "batches" / "A-same"
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("path,label\nnot-there.pdf,invoice\n")
+    assert cycle_main(["--input", str(batch), "--labels", str(unknown), *base]) == 2
+    assert "unknown.csv:2: not-there.pdf is neither in this batch nor in an earlier one" in _error(capsys)
+    new_class = tmp_path / "new.csv"
+    new_class.write_text("000001.pdf,warranty_claim\n")
+    assert cycle_main(["--input", str(batch), "--labels", str(new_class), *base]) == 2
+    assert "unknown to the champion" in _error(capsys)
+    down = f"http://127.0.0.1:{free_port()}"
+    assert cycle_main(["--input", str(batch), "--mlflow-uri", down, *base]) == 2
+    assert "does not answer" in _error(capsys)
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    for i in range(3):
+        (junk / f"{i}.pdf").write_bytes(b"not a pdf at all " * i)
+    assert cycle_main(["--input", str(junk), *base, "--summary", str(tmp_path / "junk.json")]) == 0
+    summary = json.loads((tmp_path / "junk.json").read_text())
+    assert summary["decision"] == "no_drift" and "no usable document" in summary["reason"]
+    assert len(pq.read_table(summary["predictions"])) == 3
