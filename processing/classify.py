@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import base64
 import os
-from concurrent.futures import ThreadPoolExecutor
+import queue
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,43 @@ def read_document(path: str, config: ExtractConfig) -> Document:
         return Document(path, read_bytes(path))
     except OSError as exc:
         return Document(path, failure=Extraction("unreadable", message=" ".join(str(exc).split())[:300]))
+
+
+class _Coalescer:
+    """Runs `fn` over lists of texts in one background thread, merging whatever calls queued while the
+    previous pass ran into one pass: concurrent requests share forward passes instead of queueing for
+    one each (processing.serve)."""
+
+    def __init__(self, fn: Any, max_texts: int = 64) -> None:
+        self.fn, self.max_texts = fn, max_texts
+        self.queue: queue.Queue[tuple[list[str], Future]] = queue.Queue()
+        threading.Thread(target=self._loop, daemon=True, name="docscale-coalescer").start()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        future: Future = Future()
+        self.queue.put((texts, future))
+        return future.result()
+
+    def _loop(self) -> None:
+        while True:
+            batch = [self.queue.get()]
+            size = len(batch[0][0])
+            while size < self.max_texts:
+                try:
+                    batch.append(self.queue.get_nowait())
+                except queue.Empty:
+                    break
+                size += len(batch[-1][0])
+            try:
+                out = self.fn([t for texts, _ in batch for t in texts])
+            except BaseException as exc:  # noqa: BLE001 - every waiting caller gets the error
+                for _, future in batch:
+                    future.set_exception(exc)
+                continue
+            start = 0
+            for texts, future in batch:
+                future.set_result(out[start : start + len(texts)])
+                start += len(texts)
 
 
 class DocumentClassifier:
@@ -99,8 +138,11 @@ class DocumentClassifier:
 
     # -- runtime -----------------------------------------------------------------------------------
 
-    def start(self, extract_workers: int | None = None, device: str = "auto") -> DocumentClassifier:
-        """Load the embedding model and start the extraction workers now rather than on the first call."""
+    def start(
+        self, extract_workers: int | None = None, device: str = "auto", coalesce: bool = False
+    ) -> DocumentClassifier:
+        """Load the embedding model and start the extraction workers now rather than on the first call;
+        `coalesce` merges concurrent callers' texts into shared forward passes (a service's setting)."""
         if "pool" not in self._runtime:
             from processing.isolation import ExtractorPool
 
@@ -113,6 +155,8 @@ class DocumentClassifier:
             device = "cpu" if self.embed.backend == "onnx-int8" else device
             cache = Path(os.environ.get("DOCSCALE_CACHE", Path.home() / ".cache" / "docscale"))
             self._runtime["embedder"] = Embedder(self.embed, device=device, cache_dir=cache)
+        if coalesce and "coalescer" not in self._runtime and not self.reads_text:
+            self._runtime["coalescer"] = _Coalescer(self._runtime["embedder"].encode)
         return self
 
     def close(self) -> None:
@@ -172,8 +216,8 @@ class DocumentClassifier:
         if self.reads_text:
             return self.classifier.predict_proba(np.asarray(texts))
         self.start()
-        vectors = self._runtime["embedder"].encode(texts)
-        return self.classifier.predict_proba(vectors)
+        encode = self._runtime.get("coalescer") or self._runtime["embedder"].encode
+        return self.classifier.predict_proba(encode(texts))
 
     def classify_paths(self, paths: list[str]) -> list[dict[str, Any]]:
         return self.classify([read_document(p, self.extract) for p in paths])

@@ -13,10 +13,10 @@ The decision is recorded in DuckDB (decisions), in MLflow and in Prometheus' tex
 A first cycle with no champion trains one on the (labelled) batch. A batch already decided is not scored,
 decided or promoted again: the recorded decision is printed.
 
-From cron: `*/15 * * * * cd /srv/docscale && .venv/bin/python -m processing.cycle --input /data/inbox/$(date
-+\\%F) --summary /var/log/docscale/cycle.json`; on Kubernetes, a CronJob running the same command, or
-`python -m processing.submit -- python -m processing.cycle --input s3://bucket/batch` on a Ray cluster
-(README, The loop).
+From cron: `0 * * * * cd /srv/docscale && .venv/bin/python -m processing.cycle --input /data/inbox/$(date
++\\%F) --summary /var/log/docscale/cycle.json`; on a Ray cluster, `python -m processing.submit --address
+http://HEAD:8265 --cycle s3://bucket/inbox/...`, which deploy/cronjob-cycle.yaml runs as a Kubernetes
+CronJob (README, The loop).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workspace", type=Path, default=Path("workspace"))
     parser.add_argument("--config", type=Path, help="YAML file of overrides")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--ray-address", help="join this Ray cluster ('auto' inside a job); default: engine.executor")
     parser.add_argument("--mlflow-uri", help="MLflow tracking server (http://...); default: sqlite in the workspace")
     parser.add_argument("--summary", type=Path, help="write the cycle as JSON here")
     return parser.parse_args(argv)
@@ -72,7 +73,9 @@ def one_cycle(args: argparse.Namespace, input_dir: str, labels: str | None) -> i
         config = load_config("50", args.config, args.overrides)
         if args.mlflow_uri:
             config.mlflow.tracking_uri = args.mlflow_uri
-        result = run_cycle(config, input_dir, args.workspace, labels, args.retrain, args.allow_new_classes)
+        result = run_cycle(
+            config, input_dir, args.workspace, labels, args.retrain, args.allow_new_classes, args.ray_address
+        )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -117,6 +117,7 @@ def run_cycle(
     labels_csv: str | None = None,
     on_demand: bool = False,
     allow_new_classes: bool = False,
+    ray_address: str | None = None,
 ) -> CycleResult:
     workspace = workspace.resolve()
     workspace.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ def run_cycle(
     batch = list_batch(input_dir, config.extract.max_bytes)
     champion_entry = tracking.champion(registry)
     if champion_entry is None:  # the first cycle trains the first champion, like processing.run --input
-        summary = run_pipeline(config, "input", workspace, input_dir=input_dir, labels_csv=labels_csv)
+        summary = run_pipeline(config, "input", workspace, ray_address, input_dir=input_dir, labels_csv=labels_csv)
         after = tracking.champion(registry)
         result = CycleResult(
             batch.batch_id,
@@ -160,7 +161,18 @@ def run_cycle(
         run_id = time.strftime("cycle-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         store.begin_run(run_id, f"cycle:{input_dir}", config.to_dict())
         try:
-            result = _cycle(config, store, run_id, batch, labels, champion, champion_entry, clock, workspace, on_demand)
+            result = _cycle(
+                config,
+                store,
+                run_id,
+                batch,
+                labels,
+                (champion, champion_entry),
+                clock,
+                workspace,
+                on_demand,
+                ray_address,
+            )
         except BaseException:
             store.finish_run(run_id, "failed", None)
             raise
@@ -176,15 +188,16 @@ def _cycle(
     run_id: str,
     batch: Batch,
     labels: dict[str, str],
-    champion: DocumentClassifier,
-    champion_entry: Any,
+    champions: tuple[DocumentClassifier, Any],
     clock: Stopwatch,
     workspace: Path,
     on_demand: bool,
+    ray_address: str | None,
 ) -> CycleResult:
+    champion, champion_entry = champions
     settings = (config.extract, config.embed)
     extractor, embedder = extractor_version(config.extract), embedder_id(config.embed)
-    executor = start_executor(config, None)
+    executor = start_executor(config, ray_address)
     work: dict[str, int] = {}
     label_map = {p: (labels.get(h), "batch" if h in labels else "predict") for p, h in batch.hashes.items()}
     pool = extract_stage(executor, store, run_id, settings, label_map, clock, workspace / "models", work)

@@ -64,7 +64,7 @@ class Champion:
         if str(version.version) == self.version:
             return False
         loaded = tracking.load_document_model(f"models:/{version.name}/{version.version}")
-        loaded.start(self.extract_workers)
+        loaded.start(self.extract_workers, coalesce=True)
         with self._lock:
             old, self.model, self.version = self.model, loaded, str(version.version)
         if old is not None:

@@ -3,6 +3,8 @@
     python -m processing.submit --address http://HEAD:8265 --tier 15k --workspace /data/ws \\
         --corpus-root s3://bucket/corpus --mlflow-uri http://mlflow:5000
     python -m processing.submit --address http://127.0.0.1:8265 --tier 50 -- --set train.classifiers=logreg
+    python -m processing.submit --address http://HEAD:8265 --cycle s3://bucket/inbox/2026-11-28 \
+        --labels s3://bucket/labels/2026-11-28.csv --workspace /data/ws --mlflow-uri http://mlflow:5000
 
 What travels: this project as the job's working directory (without .venv, workspace, caches, .git);
 the cluster's Python environment must already have docscale's dependencies (the Docker image in deploy/
@@ -48,17 +50,12 @@ def build_command(args: argparse.Namespace, run_args: list[str], environ: dict[s
 
         deps = tomllib.loads((PROJECT / "pyproject.toml").read_text())["project"]["dependencies"]
         runtime_env["pip"] = [d for d in deps if not d.startswith("ray")]
-    entry = [
-        "python",
-        "-m",
-        "processing.run",
-        "--tier",
-        args.tier,
-        "--ray-address",
-        "auto",
-        "--workspace",
-        args.workspace,
-    ]
+    if args.cycle:  # one turn of the loop (processing.cycle) on the batch at this URI
+        entry = ["python", "-m", "processing.cycle", "--input", args.cycle]
+        entry += ["--labels", args.labels] if args.labels else []
+    else:
+        entry = ["python", "-m", "processing.run", "--tier", args.tier]
+    entry += ["--ray-address", "auto", "--workspace", args.workspace]
     if args.corpus_root:
         entry += ["--set", f"corpus.root={args.corpus_root}"]
     if args.mlflow_uri:
@@ -79,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m processing.submit", description=__doc__.split("\n")[0])
     parser.add_argument("--address", required=True, help="the head's dashboard, e.g. http://127.0.0.1:8265")
     parser.add_argument("--tier", default="50")
+    parser.add_argument("--cycle", metavar="INPUT", help="run one cycle of the loop on this batch instead of a tier")
+    parser.add_argument("--labels", help="with --cycle: a labels CSV every node can read")
     parser.add_argument("--workspace", default="/tmp/docscale-workspace", help="a path on the head node")
     parser.add_argument("--corpus-root", help="shared storage for generated PDFs, e.g. s3://bucket/corpus")
     parser.add_argument("--mlflow-uri", help="tracking server every node can reach, e.g. http://mlflow:5000")

@@ -1,7 +1,13 @@
-"""Calibrate the embedding drift tests on real embeddings: false alarms and detections by batch size.
+"""Calibrate the drift tests on real embeddings: false alarms and detections by batch size.
 
     python scripts/bench_drift.py --workspace workspace                      # the largest feature version
     python scripts/bench_drift.py --workspace workspace --sizes 25,50,100,200 --batches 20
+    python scripts/bench_drift.py --knobs --workspace workspace              # generated batches, each knob alone
+
+--knobs: batches generated with each drift knob of the corpus generator alone (ingestion.corpus.BatchSpec),
+extracted and embedded with the champion's settings, judged by every test of a cycle (embedding drift,
+predicted-class shares, labelled macro-F1 against the champion's); 20 same-distribution batches count
+the false alarms. Each batch is also judged on its first half, for the smallest size that still detects.
 
 From one feature version's vectors (a generated tier: train + held-out), a reference sample plays the
 champion's training data and batches are drawn from the rest:
@@ -40,15 +46,92 @@ def draw(rng: np.random.Generator, y: np.ndarray, size: int, kind: str, favoured
     return np.r_[fav, rest]
 
 
+KNOBS = {  # each knob alone, at a strength a real change of sources might have
+    "same": {},
+    "class_mix": {"favour": ("invoice", "contract", "lab_report"), "favour_share": 0.7},
+    "generation_2": {"generation_2_share": 0.5},
+    "ocr_noise": {"ocr_share": 0.6},
+    "new_class": {"new_class": "warranty_claim", "new_class_share": 0.3},
+    "label_noise": {"label_noise": 0.4},
+}
+
+
+def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
+    from evaluation.drift import Side, monitor
+    from ingestion.corpus import BatchSpec, batch_manifest, render_entry
+    from ingestion.extract import USABLE, extract_text
+    from processing.embed import Embedder
+    from training import tracking
+
+    tracking.use_registry(tracking.default_tracking_uri(workspace))
+    entry = tracking.model_version("models:/docscale-classifier@champion")
+    champion = tracking.load_document_model(f"models:/{entry.name}/{entry.version}")
+    recorded = float(entry.tags["heldout_macro_f1"])
+    with FeatureStore(workspace / "features.duckdb", read_only=True) as store:
+        ref = store.version_rows(champion.feature_version, splits=("train",))
+    embedder = Embedder(champion.embed, device="cpu")
+    classes = champion.classes
+    reference = Side(ref.vectors, champion.classifier.predict_proba(ref.vectors), lengths=ref.lengths)
+    rows = []
+    for kind, knob in KNOBS.items():
+        n_batches = max(batches, 20) if kind == "same" else batches
+        counts = {s: {"embedding": 0, "prediction": 0, "performance": 0, "any": 0} for s in (size // 2, size)}
+        start = time.perf_counter()
+        for b in range(n_batches):
+            spec = BatchSpec(f"bench-{kind}-{b}", size=size, labelled_share=1.0, **knob)
+            texts, labels = [], []
+            for e, _ in batch_manifest(777, spec):
+                x = extract_text(render_entry(777, e), champion.extract)
+                if x.outcome in USABLE:
+                    texts.append(x.text)
+                    labels.append(e.label)
+            vectors = embedder.encode(texts)
+            proba = champion.classifier.predict_proba(vectors)
+            for n in counts:
+                predicted = np.asarray(classes)[proba[:n].argmax(axis=1)]
+                current = Side(vectors[:n], proba[:n], lengths=np.asarray([len(t) for t in texts[:n]], dtype=float))
+                config = MonitorConfig(seed=b)
+                report = monitor(reference, current, classes, config, (np.asarray(labels[:n]), predicted), recorded)
+                fired = {
+                    "embedding": report.detected,
+                    "prediction": bool(report.prediction.get("fired")),
+                    "performance": recorded - report.performance["macro_f1"] > config.retrain_f1_drop,
+                }
+                for key, value in fired.items():
+                    counts[n][key] += value
+                counts[n]["any"] += any(fired.values())
+        for n, c in counts.items():
+            rows.append({"knob": kind, "batch_size": n, "batches": n_batches, **c})
+            print(json.dumps(rows[-1]), flush=True)
+        print(f"  {kind}: {time.perf_counter() - start:.0f} s", flush=True)
+    print("\n| knob (alone) | batch size | batches | embedding drift | class shares | labelled F1 drop | any alarm |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['knob']} | {r['batch_size']} | {r['batches']} | {r['embedding']} | {r['prediction']} | "
+            f"{r['performance']} | {r['any']} |"
+        )
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--knobs", action="store_true", help="generated batches, one drift knob at a time")
+    parser.add_argument("--size", type=int, default=100, help="--knobs: documents per batch")
     parser.add_argument("--workspace", type=Path, default=Path("workspace"))
     parser.add_argument("--feature-version")
     parser.add_argument("--sizes", default="25,50,100,200")
-    parser.add_argument("--batches", type=int, default=20)
+    parser.add_argument(
+        "--batches", type=int, default=20, help="per cell (--knobs: per knob; same-distribution: >= 20)"
+    )
     parser.add_argument("--reference", type=int, default=500, help="reference rows (the champion's training set)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.knobs:
+        return knobs(args.workspace.resolve(), args.batches, args.size, args.out)
     with FeatureStore(args.workspace / "features.duckdb", read_only=True) as store:
         versions = store.versions()
         chosen = args.feature_version or max(versions, key=lambda v: v["n_train"] + v["n_heldout"])["version_id"]

@@ -3,10 +3,11 @@
     python scripts/bench_serve.py --workspace workspace                    # needs a champion (trains tier 50 if none)
     python scripts/bench_serve.py --requests 2000 --concurrency 1,4,16 --out out/bench_serve.json
 
-Each level sends `--requests` single-PDF uploads (application/pdf) of the generated held-out PDFs from
-`--concurrency` client threads, one keep-alive connection each. A last level mixes in `--hostile-share`
-of the odd, broken and hostile PDFs of ../shared/corpora while a thread polls /healthz: every valid
-request must still get its 200, and /healthz must keep answering.
+After a warm-up (`--warmup` requests at each level, so thread pools and allocator arenas exist before
+memory is first read), each level sends `--requests` single-PDF uploads (application/pdf) of the
+generated held-out PDFs from `--concurrency` client threads, one keep-alive connection each. A last
+level mixes in `--hostile-share` of the odd, broken and hostile PDFs of ../shared/corpora while a thread
+polls /healthz: every valid request must still get its 200, and /healthz must keep answering.
 """
 
 from __future__ import annotations
@@ -132,6 +133,7 @@ def main() -> int:
     parser.add_argument("--concurrency", default="1,4,16")
     parser.add_argument("--hostile-share", type=float, default=0.05)
     parser.add_argument("--port", type=int, default=8799)
+    parser.add_argument("--warmup", type=int, default=200, help="requests per level before RSS is first read")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     workspace = args.workspace.resolve()
@@ -156,10 +158,12 @@ def main() -> int:
                     raise SystemExit("the server did not start") from None
                 time.sleep(0.5)
         proc = psutil.Process(server.pid)
-        send(http.client.HTTPConnection("127.0.0.1", args.port), valid[0][0])  # warm: first call loads lazily
+        levels = [int(c) for c in args.concurrency.split(",")]
+        for concurrency in levels:  # warm-up: thread pools, allocator arenas and padded shapes settle
+            level(args.port, valid, args.warmup, concurrency)
         rss_start = rss_mb(proc)
         rows = []
-        for concurrency in [int(c) for c in args.concurrency.split(",")]:
+        for concurrency in levels:
             rows.append({**level(args.port, valid, args.requests, concurrency), "mix": "valid"})
             print(json.dumps(rows[-1]), flush=True)
         rss_valid = rss_mb(proc)
@@ -170,7 +174,7 @@ def main() -> int:
         stop, health = threading.Event(), {"checks": 0, "failed": 0, "max_ms": 0.0}
         poller = threading.Thread(target=poll_health, args=(args.port, stop, health))
         poller.start()
-        concurrency = max(int(c) for c in args.concurrency.split(","))
+        concurrency = max(levels)
         rows.append({**level(args.port, mixed, args.requests, concurrency), "mix": f"{args.hostile_share:.0%} hostile"})
         stop.set()
         poller.join()
