@@ -214,7 +214,7 @@ def monitor(
     classes: list[str],
     config: MonitorConfig,
     labelled: tuple[np.ndarray, np.ndarray] | None = None,
-    champion_macro_f1: float | None = None,
+    champion: dict[str, float] | None = None,
 ) -> DriftReport:
     """Every drift test for one batch. `labelled` = (true labels, predicted labels) of the batch's
     labelled documents, if any."""
@@ -235,12 +235,18 @@ def monitor(
     if labelled is not None and len(labelled[0]):
         y_true, y_pred = labelled
         low, high = bootstrap_macro_f1(y_true, y_pred, seed=config.seed)
+        correct = (np.asarray(y_true) == np.asarray(y_pred)).astype(float)
+        draws = np.random.default_rng(config.seed).integers(0, len(correct), (1000, len(correct)))
+        recorded = champion or {}
         report.performance = {
             "labelled": int(len(y_true)),
             "macro_f1": score(y_true, y_pred)["macro_f1"],
             "macro_f1_low": low,
             "macro_f1_high": high,
-            "champion_macro_f1": champion_macro_f1 if champion_macro_f1 is not None else float("nan"),
+            "accuracy": float(correct.mean()),
+            "accuracy_high": float(np.percentile(correct[draws].mean(axis=1), 97.5)),
+            "champion_macro_f1": recorded.get("macro_f1", float("nan")),
+            "champion_accuracy": recorded.get("accuracy", float("nan")),
         }
     report.seconds = round(time.perf_counter() - start, 3)
     return report

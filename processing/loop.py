@@ -228,7 +228,7 @@ def _cycle(
     with clock.stage("monitor"):
         reference = store.version_rows(champion.feature_version, splits=("train",))
         current = store.version_rows(batch_fv) if batch_fv else None
-        recorded = float(champion_entry.tags.get("heldout_macro_f1", "nan"))
+        recorded = tracking.recorded_figures(champion_entry)
         labelled = None
         if current is not None:
             known = np.asarray([bool(label) for label in current.labels])
@@ -253,7 +253,7 @@ def _cycle(
     new_labels = store.labels_outside(champion.feature_version, extractor)
     streak = store.drift_streak() + 1 if report.detected else 0
     perf = report.performance
-    evidence = Evidence(report.detected, streak, len(new_labels), perf.get("macro_f1"), recorded, on_demand)
+    evidence = Evidence(report.detected, streak, len(new_labels), perf, on_demand)
     reason = retrain_reason(
         evidence, m.retrain_min_labels, m.retrain_label_count, m.retrain_f1_drop, m.retrain_drift_streak
     )

@@ -32,7 +32,7 @@ def monitor_versions(
     current_fv: str,
     champion: Any | None,
     config: MonitorConfig,
-    champion_macro_f1: float | None = None,
+    recorded: dict[str, float] | None = None,
 ) -> DriftReport:
     """Every drift test between two stored feature versions; the champion (a DocumentClassifier) adds
     prediction drift and labelled performance."""
@@ -49,7 +49,7 @@ def monitor_versions(
         if known.any():
             predicted = np.asarray(classes)[cur_side.probabilities[known].argmax(axis=1)]
             labelled = (np.asarray(cur.labels)[known], predicted)
-    return monitor(ref_side, cur_side, classes, config, labelled, champion_macro_f1)
+    return monitor(ref_side, cur_side, classes, config, labelled, recorded)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     config = MonitorConfig(pushgateway=args.pushgateway)
     try:
         with FeatureStore(workspace / "features.duckdb", read_only=True) as store:
-            recorded = float(version.tags.get("heldout_macro_f1", "nan")) if version is not None else None
+            recorded = tracking.recorded_figures(version) if version is not None else None
             report = monitor_versions(store, reference, args.current, champion, config, recorded)
     except LookupError as exc:
         print(f"error: {exc}", file=sys.stderr)

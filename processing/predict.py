@@ -1,13 +1,15 @@
-"""Predict the class of new PDFs with a registered model, reusing the workspace's cached work.
+"""Batch scoring: the class of every PDF of a folder with a registered model, on the engine.
 
-    python -m processing.predict --input ~/new-pdfs                         # champion -> predictions.csv
-    python -m processing.predict --input ~/new-pdfs --out preds.parquet
+    python -m processing.predict --input ~/new-pdfs                          # champion -> predictions.parquet
+    python -m processing.predict --input s3://bucket/inbox --out preds.csv --set engine.executor=local
     python -m processing.predict --input ~/new-pdfs --model models:/docscale-classifier/3
 
-Files are extracted and embedded exactly as in training: the extractor and embedder settings come
-from the model itself (processing.classify.DocumentClassifier), never from a default config. It runs in
-this process: prediction sets are small, and this keeps the command free of Ray.
-Every file gets one row; a file that cannot be read or extracted gets its outcome and no prediction.
+Files are extracted and embedded by the training stages themselves (processing.build: the engine's
+tasks and embedding actors), with the extractor and embedder settings the model carries
+(processing.classify.DocumentClassifier), never a default config. Extractions and vectors are cached in
+the workspace, so a killed run resumes where it stopped. Results stream to Parquet in chunks (or CSV), one
+row per file: a file that cannot be read or extracted gets its outcome and no label; the file appears
+whole when done (written under a temporary name, then renamed).
 """
 
 from __future__ import annotations
@@ -15,92 +17,122 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ingestion.extract import USABLE, extract_files, extractor_version
+from ingestion.extract import USABLE, extractor_version
 from ingestion.sources import InputError, display_path, list_files
-from processing.config import Config, load_config
-from processing.embed import Embedder
+from processing.build import embed_stage, extract_stage
+from processing.config import ConfigError, load_config
+from processing.embed import embedder_id
 from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLockedError
+from processing.pipeline import start_executor
+from processing.progress import Stopwatch, log
 from training import tracking
+
+CHUNK = 10_000  # rows scored and written at a time: memory stays flat however many files there are
 
 
 def predict_folder(
-    input_dir: str, workspace: Path, model_uri: str, experiment: str = "docscale", tracking_uri: str | None = None
-) -> list[dict[str, Any]]:
-    tracking.setup(tracking_uri or tracking.default_tracking_uri(workspace), experiment, None)
+    input_dir: str,
+    workspace: Path,
+    model_uri: str,
+    out: Path,
+    overrides: list[str] | None = None,
+    tracking_uri: str | None = None,
+) -> dict[str, Any]:
+    """Score every file under input_dir; returns counts and seconds per stage."""
+    config = load_config("50", overrides=overrides)  # the engine and store settings; extract/embed: the model's
+    tracking.use_registry(tracking_uri or config.mlflow.uri(workspace))
     version = tracking.model_version(model_uri)
-    try:  # the model carries the settings its inputs were made with; never a default config
-        document_model = tracking.load_document_model(f"models:/{version.name}/{version.version}")
+    try:
+        model = tracking.load_document_model(f"models:/{version.name}/{version.version}")
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    config = load_config("50")  # only for the store's lock settings
-    model, embedder = document_model.classifier, document_model.embedder
-    config.extract, config.embed = document_model.extract, document_model.embed
-    extractor = extractor_version(config.extract)
+    config.extract, config.embed = model.extract, model.embed
+    settings = (model.extract, model.embed)
+    extractor, embedder = extractor_version(model.extract), embedder_id(model.embed)
     paths = list_files(input_dir)
     if not paths:
         raise InputError(f"--input {input_dir}: the folder holds no files")
-    run_id = time.strftime("predict-%Y%m%d-%H%M%S")
+    clock, work = Stopwatch(), {}
+    run_id = time.strftime("predict-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
+    workspace.mkdir(parents=True, exist_ok=True)
     with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
         store.begin_run(run_id, f"predict:{input_dir}", {"model": model_uri})
-        records = extract_files(paths, config.extract, store.extracted_hashes(extractor))
-        store.record_files(run_id, extractor, records, {p: (None, "predict") for p in paths})
-        store.mark_duplicates(run_id)
-        stored = store.run_outcomes(run_id)  # keyed by each path as stored (valid UTF-8)
-        outcomes = {p: stored[display_path(p)] for p in paths}
-        hashes = {r.path: r.content_hash for r in records}
-        usable = [p for p in paths if outcomes[p] in USABLE or outcomes[p] == "duplicate"]
-        usable = [p for p in usable if hashes[p]]
-        if document_model.reads_text:
-            texts = dict(store.iter_texts(sorted({hashes[p] for p in usable}), extractor))
-            features = np.asarray([texts[hashes[p]] for p in usable])
+        executor = start_executor(config, None)
+        pool = extract_stage(
+            executor, store, run_id, settings, {p: (None, "predict") for p in paths}, clock, workspace / "models", work
+        )
+        outcomes = store.run_outcomes(run_id)  # keyed by each path as stored (valid UTF-8)
+        hashes = store.run_hashes(run_id)
+        usable = sorted({hashes[display_path(p)] for p in paths if outcomes[display_path(p)] in USABLE})
+        if model.reads_text:
+            if pool:
+                pool.close()
         else:
-            features = _vectors(store, config, embedder, extractor, [hashes[p] for p in usable])
+            embed_stage(executor, store, settings, usable, pool, clock, workspace / "models", work)
+        with clock.stage("score"):
+            written = _score(store, model, paths, outcomes, hashes, (embedder, extractor), out)
         store.finish_run(run_id, "finished", None)
-    rows = []
-    probabilities = model.predict_proba(features) if usable else np.zeros((0, len(model.classes_)))
-    by_path = dict(zip(usable, probabilities, strict=True))
-    classes = [str(c) for c in model.classes_]
-    for path in paths:
-        row: dict[str, Any] = {
-            "path": display_path(path),
-            "outcome": outcomes[path],
-            "predicted": None,
-            "probability": None,
-        }
-        if path in by_path:
-            p = by_path[path]
-            row |= {"predicted": classes[int(p.argmax())], "probability": float(p.max())}
-            row |= {f"p_{c}": float(v) for c, v in zip(classes, p, strict=True)}
-        rows.append(row)
-    return rows
+    return {"files": len(paths), "predicted": written, "seconds": clock.seconds, "work": work}
 
 
-def _vectors(store: FeatureStore, config: Config, embedder: str, extractor: str, hashes: list[str]) -> np.ndarray:
-    missing = store.missing_embeddings(hashes, embedder, extractor)
-    if missing:
-        model = Embedder(config.embed, cache_dir=store.path.parent / "models")
-        pairs = list(store.iter_texts(missing, extractor))
-        store.add_embeddings([h for h, _ in pairs], model.encode([t for _, t in pairs]), embedder, extractor)
-    return store.load_vectors(hashes, embedder, extractor)
-
-
-def write_rows(rows: list[dict[str, Any]], out: Path) -> None:
+def _score(
+    store: FeatureStore,
+    model: Any,
+    paths: list[str],
+    outcomes: dict[str, str],
+    hashes: dict[str, str],
+    keys: tuple[str, str],
+    out: Path,
+) -> int:
+    """One row per path, CHUNK rows at a time, to `out` (.parquet or .csv) via a temporary file."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    columns = list(dict.fromkeys(k for row in rows for k in row))
-    table = pa.table({c: [row.get(c) for row in rows] for c in columns})
+    embedder, extractor = keys
+    classes = model.classes
+    schema = pa.schema(
+        [("path", pa.string()), ("outcome", pa.string()), ("label", pa.string()), ("probability", pa.float64())]
+        + [(f"p_{c}", pa.float64()) for c in classes]
+    )
     out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
-        pq.write_table(table, out)
-    else:
-        pacsv.write_csv(table, out)
+    tmp = out.with_name(out.name + ".tmp")
+    csv = out.suffix.lower() == ".csv"
+    writer = pacsv.CSVWriter(str(tmp), schema) if csv else pq.ParquetWriter(str(tmp), schema)
+    predicted = 0
+    try:
+        for start in range(0, len(paths), CHUNK):
+            chunk = [display_path(p) for p in paths[start : start + CHUNK]]
+            usable = sorted({hashes[p] for p in chunk if outcomes[p] in USABLE})
+            if model.reads_text:
+                texts = dict(store.iter_texts(usable, extractor))
+                proba = model.classifier.predict_proba(np.asarray([texts[h] for h in usable])) if usable else None
+            else:
+                proba = (
+                    model.classifier.predict_proba(store.load_vectors(usable, embedder, extractor)) if usable else None
+                )
+            by_hash = dict(zip(usable, proba, strict=True)) if usable else {}
+            rows: dict[str, list[Any]] = {name: [] for name in schema.names}
+            for p in chunk:
+                row = by_hash.get(hashes[p]) if outcomes[p] in (*USABLE, "duplicate") else None  # same bytes
+                rows["path"].append(p)
+                rows["outcome"].append(outcomes[p])
+                rows["label"].append(classes[int(row.argmax())] if row is not None else None)
+                rows["probability"].append(float(row.max()) if row is not None else None)
+                for i, c in enumerate(classes):
+                    rows[f"p_{c}"].append(float(row[i]) if row is not None else None)
+                predicted += row is not None
+            writer.write_table(pa.table(rows, schema=schema))
+    finally:
+        writer.close()
+    tmp.replace(out)
+    return predicted
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,24 +141,37 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="models:/docscale-classifier@champion")
     parser.add_argument("--workspace", type=Path, default=Path("workspace"))
     parser.add_argument("--tracking-uri", help="default: sqlite:///<workspace>/mlflow.db")
-    parser.add_argument("--out", type=Path, default=Path("predictions.csv"), help=".csv or .parquet")
+    parser.add_argument("--out", type=Path, default=Path("predictions.parquet"), help=".parquet or .csv")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args(argv)
+    workspace = args.workspace.resolve()
+    if not args.tracking_uri and not (workspace / "mlflow.db").exists():
+        print(f"error: no registry in {workspace}: pass --workspace or --tracking-uri", file=sys.stderr)
+        return 2
+    start = time.perf_counter()
     try:
-        rows = predict_folder(args.input, args.workspace.resolve(), args.model, tracking_uri=args.tracking_uri)
-    except InputError as exc:
+        result = predict_folder(args.input, workspace, args.model, args.out, args.overrides, args.tracking_uri)
+    except (InputError, ConfigError, ConnectionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (WorkspaceLockedError, WorkspaceDamagedError) as exc:  # e.g. a run holds the workspace
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted: extractions and embeddings so far are saved; run it again to resume", file=sys.stderr)
+        return 130
     except Exception as exc:
         if type(exc).__name__ == "MlflowException":  # no such model, alias or registry
             print(f"error: {args.model}: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 1
         raise
-    write_rows(rows, args.out)
-    predicted = sum(r["predicted"] is not None for r in rows)
-    print(f"{len(rows)} files, {predicted} predicted, {len(rows) - predicted} without a prediction -> {args.out}")
+    wall = time.perf_counter() - start
+    files, predicted = result["files"], result["predicted"]
+    log(f"stages: {result['seconds']}")
+    print(
+        f"{files} files, {predicted} predicted, {files - predicted} without a prediction -> {args.out} "
+        f"({files / wall:.1f} files/s)"
+    )
     return 0
 
 

@@ -172,11 +172,12 @@ def train_and_report(
             )
             document_uri = tracking.log_document_model(document_model)
         with clock.stage("registry"):
+            gate_tags = {**tags, "heldout_accuracy": f"{results[best]['accuracy']:.6f}"}  # the loop compares with it
             if decide is not None:
-                gated = decide(best, models[best][0], document_uri, results[best]["macro_f1"], tags, inputs)
+                gated = decide(best, models[best][0], document_uri, results[best]["macro_f1"], gate_tags, inputs)
             else:
                 score_champion = partial(_champion_score, inputs=inputs)
-                gated = gate(t, document_uri, best, results[best]["macro_f1"], tags, score_champion)
+                gated = gate(t, document_uri, best, results[best]["macro_f1"], gate_tags, score_champion)
             decision = gated.to_dict()
         tracking.log_json(decision, "registry_decision.json")
         tracking.set_tags({"best_classifier": best, "registry_decision": decision["decision"]})

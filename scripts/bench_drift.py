@@ -58,6 +58,7 @@ KNOBS = {  # each knob alone, at a strength a real change of sources might have
 
 def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
     from evaluation.drift import Side, monitor
+    from evaluation.triggers import performance_dropped
     from ingestion.corpus import BatchSpec, batch_manifest, render_entry
     from ingestion.extract import USABLE, extract_text
     from processing.embed import Embedder
@@ -66,7 +67,7 @@ def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
     tracking.use_registry(tracking.default_tracking_uri(workspace))
     entry = tracking.model_version("models:/docscale-classifier@champion")
     champion = tracking.load_document_model(f"models:/{entry.name}/{entry.version}")
-    recorded = float(entry.tags["heldout_macro_f1"])
+    recorded = tracking.recorded_figures(entry)
     with FeatureStore(workspace / "features.duckdb", read_only=True) as store:
         ref = store.version_rows(champion.feature_version, splits=("train",))
     embedder = Embedder(champion.embed, device="cpu")
@@ -95,7 +96,7 @@ def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
                 fired = {
                     "embedding": report.detected,
                     "prediction": bool(report.prediction.get("fired")),
-                    "performance": recorded - report.performance["macro_f1"] > config.retrain_f1_drop,
+                    "performance": performance_dropped(report.performance, config.retrain_f1_drop),
                 }
                 for key, value in fired.items():
                     counts[n][key] += value
@@ -117,9 +118,50 @@ def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
     return 0
 
 
+def cost(workspace: Path, n: int) -> int:
+    """Seconds of a cycle's monitoring (the champion's probabilities on both sides and every drift test)
+    with n reference and n current vectors, against the per-document cost of the cycles recorded in the
+    workspace."""
+    from evaluation.drift import Side, monitor
+    from training import tracking
+
+    tracking.use_registry(tracking.default_tracking_uri(workspace))
+    entry = tracking.model_version("models:/docscale-classifier@champion")
+    champion = tracking.load_document_model(f"models:/{entry.name}/{entry.version}")
+    with FeatureStore(workspace / "features.duckdb", read_only=True) as store:
+        start = time.perf_counter()
+        rows = store.version_rows(champion.feature_version, splits=("train",))
+        load_seconds = (time.perf_counter() - start) * n / len(rows.hashes)  # loading is linear in rows
+        decided = store.decisions()
+    rng = np.random.default_rng(0)
+
+    def side(seed_shift: float) -> np.ndarray:
+        x = rows.vectors[rng.integers(0, len(rows.vectors), n)] + rng.normal(
+            0, 0.01 + seed_shift, (n, rows.vectors.shape[1])
+        )
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    ref, cur = side(0.0), side(0.01)
+    start = time.perf_counter()
+    report = monitor(
+        Side(ref, champion.classifier.predict_proba(ref), lengths=np.ones(n)),
+        Side(cur, champion.classifier.predict_proba(cur), lengths=np.ones(n)),
+        champion.classes,
+        MonitorConfig(),
+    )
+    seconds = time.perf_counter() - start + 2 * load_seconds
+    per_doc = [sum(d["stage_seconds"].values()) / d["documents"] for d in decided if d.get("documents")]
+    cycle = float(np.median(per_doc)) * n if per_doc else float("nan")
+    print(json.dumps({"n": n, "monitor_seconds": round(seconds, 2), "tests_seconds": report.seconds,
+                      "cycle_seconds_per_document": round(cycle / n, 4), "cycle_seconds": round(cycle, 1),
+                      "share": round(seconds / cycle, 4)}))  # fmt: skip
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--knobs", action="store_true", help="generated batches, one drift knob at a time")
+    parser.add_argument("--cost", type=int, default=0, help="time monitoring N vs N documents instead")
     parser.add_argument("--size", type=int, default=100, help="--knobs: documents per batch")
     parser.add_argument("--workspace", type=Path, default=Path("workspace"))
     parser.add_argument("--feature-version")
@@ -130,6 +172,8 @@ def main() -> int:
     parser.add_argument("--reference", type=int, default=500, help="reference rows (the champion's training set)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    if args.cost:
+        return cost(args.workspace.resolve(), args.cost)
     if args.knobs:
         return knobs(args.workspace.resolve(), args.batches, args.size, args.out)
     with FeatureStore(args.workspace / "features.duckdb", read_only=True) as store:

@@ -220,8 +220,8 @@ def test_ladder_compare_and_prediction_read_the_workspace_back(first_run, rerun,
     assert len(rows) == 9  # 6 labelled-folder PDFs, a loose one, a text file, a duplicate
     by_outcome = {r["outcome"] for r in rows}
     assert {"ok", "not_pdf", "duplicate"} <= by_outcome
-    assert all(r["predicted"] for r in rows if r["outcome"] in ("ok", "duplicate"))
-    assert not next(r for r in rows if r["outcome"] == "not_pdf")["predicted"]
+    assert all(r["label"] for r in rows if r["outcome"] in ("ok", "duplicate"))
+    assert not next(r for r in rows if r["outcome"] == "not_pdf")["label"]
 
 
 @pytest.mark.ray
@@ -307,3 +307,37 @@ def test_streaming_embeds_during_extraction_and_lands_on_the_same_version(tmp_pa
     assert summaries["on"]["feature_version"] == summaries["off"]["feature_version"]
     on, off = summaries["on"]["classifiers"]["logreg"], summaries["off"]["classifiers"]["logreg"]
     assert on["macro_f1"] == pytest.approx(off["macro_f1"], abs=0.02)  # same vectors up to float noise
+
+
+def test_batch_scoring_reproduces_the_runs_heldout_predictions_and_reuses_the_cache(first_run, tmp_path, capsys):
+    """processing.predict on the engine's stages: one row per file, the run's own predictions, and a rerun
+    (as after a kill) extracts and embeds nothing again."""
+    import csv
+    import hashlib
+    import shutil
+
+    import pyarrow.parquet as pq
+
+    from processing.predict import main as predict_main
+    from processing.predict import predict_folder
+
+    workspace, summary, _ = first_run
+    folder = tmp_path / "inbox"
+    shutil.copytree(next(workspace.glob("corpus/*/heldout")), folder)
+    (folder / "notes.txt.pdf").write_bytes(b"not a pdf")
+    (report,) = workspace.glob(f"reports/{summary['run_id']}/heldout_predictions.csv")
+    expected = {row["content_hash"]: row["predicted"] for row in csv.DictReader(report.open())}
+    out = tmp_path / "p.parquet"
+    assert predict_main(["--input", str(folder), "--workspace", str(workspace), "--out", str(out), *LOCAL]) == 0
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 41 and "41 files, 40 predicted" in capsys.readouterr().out
+    for row in rows:
+        data = (folder / row["path"].rsplit("/", 1)[-1]).read_bytes()
+        if row["outcome"] == "not_pdf":
+            assert row["label"] is None
+        else:
+            assert row["label"] == expected[hashlib.sha256(data).hexdigest()]
+    again = predict_folder(
+        str(folder), workspace, "models:/docscale-classifier@champion", out, ["engine.executor=local"]
+    )
+    assert again["work"]["extracted"] == 0 and again["work"].get("embedded", 0) == 0

@@ -251,6 +251,20 @@ def model_version(uri: str) -> Any:
     return client.get_model_version(name, number)
 
 
+def recorded_figures(version: Any) -> dict[str, float]:
+    """A model version's held-out macro-F1 and accuracy: from its tags, or (versions registered before the
+    accuracy tag) from the metrics its training run logged."""
+    figures = {
+        k: float(version.tags[f"heldout_{k}"]) for k in ("macro_f1", "accuracy") if f"heldout_{k}" in version.tags
+    }
+    if "accuracy" not in figures:
+        metrics = MlflowClient().get_run(version.run_id).data.metrics
+        name = version.tags.get("classifier", "")
+        if f"{name}.accuracy" in metrics:
+            figures["accuracy"] = metrics[f"{name}.accuracy"]
+    return figures
+
+
 def training_params(version: Any) -> dict[str, str]:
     """The params of the pipeline run that trained a model version (its parent run: the resolved config)."""
     client = MlflowClient()

@@ -273,6 +273,9 @@ class FeatureStore(VersionsMixin, CyclesMixin):
     def run_outcomes(self, run_id: str) -> dict[str, str]:
         return dict(self.con.execute("SELECT path, outcome FROM run_inputs WHERE run_id = ?", [run_id]).fetchall())
 
+    def run_hashes(self, run_id: str) -> dict[str, str]:
+        return dict(self.con.execute("SELECT path, content_hash FROM run_inputs WHERE run_id = ?", [run_id]).fetchall())
+
     def outcome_counts(self, run_id: str) -> dict[str, int]:
         rows = self.con.execute(
             "SELECT outcome, count(*) FROM run_inputs WHERE run_id = ? GROUP BY outcome ORDER BY outcome", [run_id]

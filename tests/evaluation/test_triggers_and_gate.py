@@ -12,17 +12,29 @@ from training.gate import Challenge, judge
 RULES = {"min_labels": 20, "label_count": 500, "f1_drop": 0.05, "streak": 3}
 
 
+def _perf(f1: float, f1_high: float, accuracy_high: float, champion_accuracy: float = 0.85) -> dict[str, float]:
+    return {
+        "labelled": 100, "macro_f1": f1, "macro_f1_high": f1_high, "accuracy": accuracy_high - 0.05,
+        "accuracy_high": accuracy_high, "champion_macro_f1": 0.8, "champion_accuracy": champion_accuracy,
+    }  # fmt: skip
+
+
+NONE: dict[str, float] = {}
+
+
 @pytest.mark.parametrize(
     ("evidence", "fires"),
     [
-        (Evidence(False, 0, 0, None, 0.8), None),
-        (Evidence(True, 1, 5, None, 0.8), None),  # drift, too few labels: drift_no_labels
-        (Evidence(True, 1, 20, None, 0.8), "drift with 20"),
-        (Evidence(False, 3, 25, None, 0.8), "drift with 25"),  # a streak counts as drift
-        (Evidence(False, 0, 500, None, 0.8), "500 new labelled"),
-        (Evidence(False, 0, 30, 0.70, 0.8), "below the champion"),
-        (Evidence(False, 0, 30, 0.77, 0.8), None),  # a drop within the tolerance
-        (Evidence(False, 0, 0, None, None, on_demand=True), "on demand"),
+        (Evidence(False, 0, 0, NONE), None),
+        (Evidence(True, 1, 5, NONE), None),  # drift, too few labels: drift_no_labels
+        (Evidence(True, 1, 20, NONE), "drift with 20"),
+        (Evidence(False, 3, 25, NONE), "drift with 25"),  # a streak counts as drift
+        (Evidence(False, 0, 500, NONE), "500 new labelled"),
+        (Evidence(False, 0, 30, _perf(0.70, 0.75, 0.80)), "below the champion"),
+        (Evidence(False, 0, 30, _perf(0.77, 0.82, 0.80)), None),  # a drop within the tolerance
+        (Evidence(False, 0, 30, _perf(0.70, 0.75, 0.90)), None),  # noisy: accuracy may well be the champion's
+        (Evidence(False, 0, 30, _perf(0.70, 0.85, 0.80, float("nan"))), None),  # no accuracy record: F1's interval
+        (Evidence(False, 0, 0, NONE, on_demand=True), "on demand"),
     ],
 )
 def test_retrain_triggers(evidence, fires):
