@@ -247,7 +247,9 @@ def _cycle(
             current.lengths if current else np.zeros(0),
         )
         report = monitor(ref_side, cur_side, champion.classes, config.monitor, labelled, recorded)
-        write_report(report, folder, batch.batch_id, workspace / "reports" / "monitoring" / "history.jsonl")
+        report_files = write_report(
+            report, folder, batch.batch_id, workspace / "reports" / "monitoring" / "history.jsonl"
+        )
 
     m = config.monitor
     new_labels = store.labels_outside(champion.feature_version, extractor)
@@ -290,8 +292,34 @@ def _cycle(
         after = tracking.champion(config.train.registry_model)
         result.champion_version_after = str(after.version) if after else None
     result.stage_seconds = dict(clock.seconds)
+    _log_cycle(result, report, champion.feature_version, [*report_files, predictions])
     _export(result, report, config, workspace)
     return result
+
+
+def _log_cycle(result: CycleResult, report: Any, reference_fv: str, files: list[Path]) -> None:
+    """The cycle as an MLflow monitoring run, linked to the champion's version and both feature versions,
+    with its decision and numbers as tags and metrics, the drift report and predictions as artifacts."""
+    tags = {
+        "kind": "monitoring",
+        "cycle_batch": result.batch_id,
+        "decision": result.decision,
+        "decision_reason": result.reason[:5000],
+        "champion_version_before": str(result.champion_version_before),
+        "champion_version_after": str(result.champion_version_after),
+        "reference_fv": reference_fv,
+        "current_fv": str(result.feature_version),
+    }
+    with tracking.report_run(f"cycle-{result.batch_id}", tags):
+        figures = {f"drift.{t.name}": t.score for t in report.embedding}
+        figures |= {f"drift.{t.name}_p": t.p_value for t in report.embedding}
+        figures |= {"drift.detected": float(report.detected), "documents": float(result.documents)}
+        figures |= {f"outcomes.{k}": float(v) for k, v in result.outcomes.items()}
+        if report.performance.get("labelled"):
+            figures |= {f"labelled.{k}": v for k, v in report.performance.items() if v == v}
+        tracking.log_metrics(figures)
+        for path in files:
+            tracking.log_artifact(path, "cycle")
 
 
 def _retrain(
@@ -414,6 +442,13 @@ def _drift_summary(report: Any) -> dict[str, Any]:
         else {},
         "labelled_macro_f1": report.performance.get("macro_f1"),
         "seconds": report.seconds,
+    }
+
+
+def _rates(result: CycleResult) -> dict[tuple[str, ...], float]:
+    seconds = result.stage_seconds
+    return {
+        (stage,): result.documents / seconds[stage] for stage in ("extract", "embed", "score") if seconds.get(stage)
     }
 
 

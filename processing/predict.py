@@ -46,7 +46,9 @@ def predict_folder(
 ) -> dict[str, Any]:
     """Score every file under input_dir; returns counts and seconds per stage."""
     config = load_config("50", overrides=overrides)  # the engine and store settings; extract/embed: the model's
-    tracking.use_registry(tracking_uri or config.mlflow.uri(workspace))
+    uri = tracking_uri or config.mlflow.uri(workspace)
+    tracking.check_reachable(uri)  # seconds, not MLflow's minutes of retries
+    tracking.use_registry(uri)
     version = tracking.model_version(model_uri)
     try:
         model = tracking.load_document_model(f"models:/{version.name}/{version.version}")

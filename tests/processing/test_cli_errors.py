@@ -110,3 +110,28 @@ def _hold_store(path, ready, release):
     with FeatureStore(path):
         ready.set()
         release.wait(60)
+
+
+def test_a_cycle_on_a_workspace_another_run_writes_is_one_line(tmp_path, capsys):
+    import multiprocessing
+
+    from processing.cycle import main as cycle_main
+    from processing.features import FeatureStore
+
+    path = tmp_path / "features.duckdb"
+    FeatureStore(path).close()
+    (tmp_path / "batch" / "a").mkdir(parents=True)
+    (tmp_path / "batch" / "a" / "x.pdf").write_bytes(b"%PDF-1.4 not much")
+    spawn = multiprocessing.get_context("spawn")
+    ready, release = spawn.Event(), spawn.Event()
+    holder = spawn.Process(target=_hold_store, args=(str(path), ready, release))
+    holder.start()
+    try:
+        assert ready.wait(60)
+        code = cycle_main(
+            ["--input", str(tmp_path / "batch"), "--workspace", str(tmp_path), "--set", "engine.executor=local"]
+        )
+        assert code == 1 and "locked by PID" in _one_line_error(capsys)
+    finally:
+        release.set()
+        holder.join(30)

@@ -40,6 +40,15 @@ def test_the_scenario_makes_each_expected_decision(scenario):
     assert str(champion.version) == b["champion_version_after"] and champion.tags["gate"] == "promoted"
     rejected = client.get_model_version("docscale-classifier", c["challenger_version"])
     assert rejected.tags["gate"] == "rejected" and "cycle_reason" in rejected.tags
+    experiment = client.get_experiment_by_name("docscale").experiment_id
+    monitoring = client.search_runs([experiment], "tags.kind = 'monitoring'")
+    assert sorted(r.data.tags["decision"] for r in monitoring) == ["no_drift", "promoted", "rejected"]
+    by_decision = {r.data.tags["decision"]: r for r in monitoring}
+    promoted = by_decision["promoted"].data.tags
+    assert (promoted["champion_version_before"], promoted["champion_version_after"]) == ("1", "2")
+    assert promoted["current_fv"] == b["feature_version"] and promoted["reference_fv"].startswith("fv-")
+    artifacts = {f.path for f in client.list_artifacts(by_decision["no_drift"].info.run_id, "cycle")}
+    assert {"cycle/drift.json", "cycle/drift.md", "cycle/predictions.parquet"} <= artifacts
     with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
         recorded = con.execute("SELECT decision FROM decisions ORDER BY decided_at").fetchall()
     assert [d for (d,) in recorded] == ["no_drift", "promoted", "rejected"]
