@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from processing.run import main
@@ -88,6 +90,15 @@ def test_features_list_while_a_run_writes_says_to_wait(tmp_path, capsys):
 
     path = tmp_path / "features.duckdb"
     FeatureStore(path).close()
+    with _held(path):
+        assert features_main(["--workspace", str(tmp_path), "list"]) != 0
+        err = capsys.readouterr().err
+        assert "try again when that run has finished" in err and "lock_wait_seconds" not in err
+
+
+@contextlib.contextmanager
+def _held(path):
+    """Another process holds the store for writing (as a running docscale run does) while the body runs."""
     import multiprocessing
 
     spawn = multiprocessing.get_context("spawn")
@@ -96,9 +107,7 @@ def test_features_list_while_a_run_writes_says_to_wait(tmp_path, capsys):
     holder.start()
     try:
         assert ready.wait(60)
-        assert features_main(["--workspace", str(tmp_path), "list"]) != 0
-        err = capsys.readouterr().err
-        assert "try again when that run has finished" in err and "lock_wait_seconds" not in err
+        yield
     finally:
         release.set()
         holder.join(30)
@@ -113,8 +122,6 @@ def _hold_store(path, ready, release):
 
 
 def test_a_cycle_on_a_workspace_another_run_writes_is_one_line(tmp_path, capsys):
-    import multiprocessing
-
     from processing.cycle import main as cycle_main
     from processing.features import FeatureStore
 
@@ -122,16 +129,6 @@ def test_a_cycle_on_a_workspace_another_run_writes_is_one_line(tmp_path, capsys)
     FeatureStore(path).close()
     (tmp_path / "batch" / "a").mkdir(parents=True)
     (tmp_path / "batch" / "a" / "x.pdf").write_bytes(b"%PDF-1.4 not much")
-    spawn = multiprocessing.get_context("spawn")
-    ready, release = spawn.Event(), spawn.Event()
-    holder = spawn.Process(target=_hold_store, args=(str(path), ready, release))
-    holder.start()
-    try:
-        assert ready.wait(60)
-        code = cycle_main(
-            ["--input", str(tmp_path / "batch"), "--workspace", str(tmp_path), "--set", "engine.executor=local"]
-        )
-        assert code == 1 and "locked by PID" in _one_line_error(capsys)
-    finally:
-        release.set()
-        holder.join(30)
+    with _held(path):
+        args = ["--input", str(tmp_path / "batch"), "--workspace", str(tmp_path), "--set", "engine.executor=local"]
+        assert cycle_main(args) == 1 and "locked by PID" in _one_line_error(capsys)
