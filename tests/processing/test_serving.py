@@ -168,3 +168,27 @@ def test_serve_entry_point_errors_are_one_line(trained, tmp_path, capsys):
         assert err.startswith("error: models:/nope@x") and err.count("\n") == 1
     finally:
         os.environ.pop("MLFLOW_TRACKING_URI", None)
+
+
+def test_batch_scoring_extracts_with_the_models_backend(trained, tmp_path):
+    """processing.predict on a fresh feature store: the pypdf-trained model's files are read with pypdf."""
+    import duckdb
+
+    from processing.predict import main as predict_main
+
+    workspace, heldout, expected = trained
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    for pdf in heldout[:30]:
+        (folder / pdf.name).write_bytes(pdf.read_bytes())
+    out = tmp_path / "scored.parquet"
+    args = ["--input", str(folder), "--workspace", str(workspace), "--out", str(out), "--set", "engine.executor=local"]
+    assert predict_main(args) == 0
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(out).to_pylist()
+    assert (
+        _mismatches([folder / r["path"].rsplit("/", 1)[-1] for r in rows], [r["label"] for r in rows], expected) == []
+    )
+    with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
+        assert {b for (b,) in con.execute("SELECT DISTINCT backend FROM extractions").fetchall()} == {"pypdf"}
