@@ -145,6 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="default: sqlite:///<workspace>/mlflow.db")
     parser.add_argument("--out", type=Path, default=Path("predictions.parquet"), help=".parquet or .csv")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--summary", type=Path, help="also write counts and seconds per stage as JSON here")
     args = parser.parse_args(argv)
     workspace = args.workspace.resolve()
     if not args.tracking_uri and not (workspace / "mlflow.db").exists():
@@ -168,6 +169,11 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         raise
     wall = time.perf_counter() - start
+    if args.summary:
+        import json
+
+        args.summary.parent.mkdir(parents=True, exist_ok=True)
+        args.summary.write_text(json.dumps({**result, "wall_seconds": round(wall, 2)}, indent=2))
     files, predicted = result["files"], result["predicted"]
     log(f"stages: {result['seconds']}")
     print(

@@ -12,19 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
-    from processing.predict import predict_folder
-    from processing.run import main as run_main
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--tier", default="1k")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
@@ -34,19 +30,16 @@ def main() -> int:
     train_ws, score_ws = base / "train", base / "score"
     summary_path = base / "summary.json"
     sets = [x for s in ["train.classifiers=logreg", *args.overrides] for x in ("--set", s)]
-    assert run_main(["--tier", args.tier, "--workspace", str(train_ws), "--summary", str(summary_path), *sets]) == 0
+    run = [sys.executable, "-m", "processing.run", "--tier", args.tier, "--workspace", str(train_ws)]
+    subprocess.run([*run, "--summary", str(summary_path), *sets], check=True, cwd=ROOT)
     summary = json.loads(summary_path.read_text())
     corpus = next(train_ws.glob("corpus/seed-*"))
-    start = time.perf_counter()
-    scored = predict_folder(
-        str(corpus),
-        score_ws,
-        "models:/docscale-classifier@champion",
-        base / "predictions.parquet",
-        args.overrides,
-        f"sqlite:///{train_ws / 'mlflow.db'}",
-    )
-    wall = time.perf_counter() - start
+    predict = [sys.executable, "-m", "processing.predict", "--input", str(corpus), "--workspace", str(score_ws)]
+    predict += ["--tracking-uri", f"sqlite:///{train_ws / 'mlflow.db'}", "--out", str(base / "predictions.parquet")]
+    scored_path = base / "scored.json"
+    subprocess.run([*predict, "--summary", str(scored_path), *sets[2:]], check=True, cwd=ROOT)
+    scored = json.loads(scored_path.read_text())
+    wall = scored["wall_seconds"]
     run_seconds = summary["stage_seconds"]
     files = scored["files"]
     result = {
