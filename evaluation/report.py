@@ -17,10 +17,19 @@ def format_summary(summary: dict[str, Any]) -> str:
         f"feature version {summary['feature_version']}"
         f" ({'new' if summary['feature_version_created'] else 'reused'})   mlflow run {summary['mlflow_run_id']}",
         "",
-        f"{'classifier':<12} {'accuracy':>9} {'macro-F1':>9} {'train s':>8}",
+        f"{'classifier':<12} {'accuracy':>9} {'macro-F1':>9} {'ECE':>6} {'cv macro-F1 [95%]':>22} {'train s':>8}",
     ]
     for name, m in summary["classifiers"].items():
-        lines.append(f"{name:<12} {m['accuracy']:>9.3f} {m['macro_f1']:>9.3f} {m['train_seconds']:>8.1f}")
+        cv = "-"
+        if "cv_macro_f1" in m:
+            cv = f"{m['cv_macro_f1']:.3f} [{m['cv_macro_f1_low']:.2f}, {m['cv_macro_f1_high']:.2f}]"
+        best = " <- best" if name == summary.get("best_classifier") else ""
+        lines.append(
+            f"{name:<12} {m['accuracy']:>9.3f} {m['macro_f1']:>9.3f} {m.get('ece', float('nan')):>6.3f} {cv:>22}"
+            f" {m['train_seconds']:>8.1f}{best}"
+        )
+    if any("cv_macro_f1" in m for m in summary["classifiers"].values()):
+        lines.append("best: by cross-validated macro-F1 on the training documents; macro-F1 and ECE: held-out")
     lines += ["", f"{'stage':<12} {'seconds':>8}"]
     for stage, seconds in summary["stage_seconds"].items():
         lines.append(f"{stage:<12} {seconds:>8.1f}")

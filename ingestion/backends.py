@@ -17,6 +17,8 @@ class Encrypted(Exception):
 
 
 class TooManyPages(Exception):
+    """The page tree declares more pages than any real document has: a page-tree bomb, never read."""
+
     def __init__(self, pages: int) -> None:
         super().__init__(f"{pages} pages")
         self.pages = pages
@@ -27,7 +29,9 @@ class Backend(Protocol):
 
     def version(self) -> str: ...
 
-    def extract(self, data: bytes, max_pages: int) -> tuple[int, str]: ...
+    def extract(self, data: bytes, max_pages: int, max_declared_pages: int) -> tuple[int, list[str]]:
+        """(pages the document declares, the text of each of its first `max_pages` pages)."""
+        ...
 
 
 class PypdfBackend:
@@ -40,7 +44,7 @@ class PypdfBackend:
     def version(self) -> str:
         return version("pypdf")
 
-    def extract(self, data: bytes, max_pages: int) -> tuple[int, str]:
+    def extract(self, data: bytes, max_pages: int, max_declared_pages: int) -> tuple[int, list[str]]:
         import pypdf
 
         reader = pypdf.PdfReader(io.BytesIO(data), strict=False)
@@ -48,9 +52,9 @@ class PypdfBackend:
         if reader.is_encrypted and not reader.decrypt(""):
             raise Encrypted("encrypted with a user password")
         pages = len(reader.pages)
-        if pages > max_pages:
+        if pages > max_declared_pages:
             raise TooManyPages(pages)
-        return pages, "\n".join(page.extract_text() or "" for page in reader.pages)
+        return pages, [reader.pages[i].extract_text() or "" for i in range(min(pages, max_pages))]
 
 
 class PdfiumBackend:
@@ -59,7 +63,7 @@ class PdfiumBackend:
     def version(self) -> str:
         return version("pypdfium2")
 
-    def extract(self, data: bytes, max_pages: int) -> tuple[int, str]:
+    def extract(self, data: bytes, max_pages: int, max_declared_pages: int) -> tuple[int, list[str]]:
         import pypdfium2 as pdfium
 
         try:
@@ -70,16 +74,16 @@ class PdfiumBackend:
             raise
         try:
             pages = len(document)
-            if pages > max_pages:
+            if pages > max_declared_pages:
                 raise TooManyPages(pages)
             texts = []
-            for index in range(pages):
+            for index in range(min(pages, max_pages)):
                 page = document[index]
                 textpage = page.get_textpage()
                 texts.append(textpage.get_text_bounded())
                 textpage.close()
                 page.close()
-            return pages, "\n".join(texts)
+            return pages, texts
         finally:
             document.close()
 

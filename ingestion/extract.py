@@ -12,12 +12,14 @@ import hashlib
 import os
 import signal
 import stat
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from ingestion import ocr
 from ingestion.backends import BACKENDS, Encrypted, TooManyPages, get_backend
 from ingestion.inflation import inflated_bytes
 from ingestion.sources import read_bytes
@@ -39,7 +41,7 @@ USABLE = ("ok", "fallback_ok")  # outcomes whose text goes on to embedding
 # worker or node lost, a bug, a bad setting), never a property of the document, so it must not stick.
 TRANSIENT = ("timeout", "unreadable", "worker_error")
 # Bump when this module's behaviour changes: cached extractions are keyed by extractor_version().
-LOGIC_VERSION = 4  # 4: inflation check before parsing
+LOGIC_VERSION = 5  # 4: inflation check before parsing; 5: long documents truncated, OCR
 
 
 @dataclass
@@ -51,7 +53,9 @@ class ExtractConfig:
     timeout_s: float = 30.0  # per document; the engine's watchdog adds a hard stop for hangs in C code
     files_per_task: int = 128  # the first, largest tasks; they shrink to min_files_per_task as input runs out
     min_files_per_task: int = 8
-    max_pages: int = 500
+    max_pages: int = 500  # pages read; a longer document is kept, flagged truncated (its first pages carry its type)
+    # A page tree declaring more pages than this is a page-tree bomb, refused as too_large unread.
+    max_declared_pages: int = 100_000
     max_bytes: int = 50 * 1024 * 1024
     # What a document's (non-image) streams may inflate to: PDFium needed ~20 bytes of memory per byte of
     # an inflated content-stream bomb, so 128 MiB bounds a worker at a few GiB (README, reliability).
@@ -64,11 +68,17 @@ class ExtractConfig:
     # Address-space cap of an isolated extraction worker (the service's and the model's; 0 = none): a
     # hostile PDF that gets past the inflation check ends as worker_error, never as the host's OOM.
     worker_memory_mb: int = 4096
+    # OCR of pages without a text layer (Tesseract): auto = when installed, on = required, off.
+    ocr: str = "auto"
+    ocr_max_pages: int = 20  # textless pages read by OCR per document (each ~1 s on one core)
+    ocr_max_pixels: int = 6_000_000  # a rendered page is scaled down to this (A4 at 200 dpi: 3.9 M)
+    ocr_page_timeout_s: float = 20.0
 
     def validate(self) -> None:
         """Raise ValueError naming the key, before any work starts."""
         positive = ("timeout_s", "files_per_task", "min_files_per_task", "max_pages", "max_bytes", "max_inflated_bytes")
-        for key in (*positive, "min_chars"):
+        ocr_limits = ("max_declared_pages", "ocr_max_pages", "ocr_max_pixels", "ocr_page_timeout_s")
+        for key in (*positive, *ocr_limits, "min_chars"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"extract.{key} must be > 0; got {getattr(self, key)}")
         if self.worker_memory_mb < 0:
@@ -79,6 +89,10 @@ class ExtractConfig:
             raise ValueError(f"extract.backend must be one of {', '.join(BACKENDS)}; got {self.backend!r}")
         if self.fallback not in (*BACKENDS, ""):
             raise ValueError(f"extract.fallback must be one of {', '.join(BACKENDS)} or empty; got {self.fallback!r}")
+        if self.ocr not in ocr.OCR_MODES:
+            raise ValueError(f"extract.ocr must be one of {', '.join(ocr.OCR_MODES)}; got {self.ocr!r}")
+        if self.ocr == "on" and not ocr.tesseract_version():
+            raise ValueError(f"extract.ocr=on: {ocr.missing_message()}; or set extract.ocr=auto to go on without")
         if self.min_files_per_task > self.files_per_task:
             raise ValueError(
                 f"extract.min_files_per_task ({self.min_files_per_task}) must not exceed extract.files_per_task "
@@ -90,9 +104,22 @@ class ExtractConfig:
         """The backends to try, in order."""
         return [self.backend] + ([self.fallback] if self.fallback and self.fallback != self.backend else [])
 
+    @property
+    def ocr_active(self) -> bool:
+        return self.ocr != "off" and bool(ocr.tesseract_version())
+
+    def ocr_warning(self) -> str | None:
+        """One line for the user when scans will not be read: extract.ocr=auto without Tesseract."""
+        if self.ocr == "auto" and not ocr.tesseract_version():
+            return f"extract.ocr=auto: {ocr.missing_message()}; pages without a text layer will not be read"
+        return None
+
     def cache_key(self) -> str:
         """The settings that decide an extraction's outcome (the timeout does not: timeouts are not cached)."""
         key = f"pages{self.max_pages},bytes{self.max_bytes},inflated{self.max_inflated_bytes},chars{self.min_chars}"
+        key += f",declared{self.max_declared_pages}"
+        if self.ocr_active:  # installing Tesseract later reads the scans again
+            key += f",ocr-tesseract-{ocr.tesseract_version()}-{self.ocr_max_pages}-{self.ocr_max_pixels}"
         return key + (",empty-fallback" if self.fallback_on_empty else "")
 
 
@@ -155,7 +182,7 @@ def extract_text(data: bytes, config: ExtractConfig | None = None) -> Extraction
         result.message,
         time.perf_counter() - start,
         result.backend,
-        quality_flags(result.text) if result.outcome in USABLE else (),
+        (*quality_flags(result.text), *result.flags) if result.outcome in USABLE else (),
     )
 
 
@@ -173,7 +200,7 @@ def _extract(data: bytes, config: ExtractConfig) -> Extraction:
     empty: Extraction | None = None  # the first backend's result when it read the file but found no text
     for attempt, name in enumerate(config.backends):
         try:
-            pages, text = get_backend(name).extract(data, config.max_pages)
+            pages, page_texts = get_backend(name).extract(data, config.max_pages, config.max_declared_pages)
         except (Encrypted, TooManyPages) as exc:
             if empty is not None:  # the first backend could open it: its (empty) reading stands
                 break
@@ -183,7 +210,7 @@ def _extract(data: bytes, config: ExtractConfig) -> Extraction:
                 "too_large",
                 pages=exc.pages,
                 backend=name,
-                message=f"{exc.pages} pages > extract.max_pages={config.max_pages}",
+                message=f"{exc.pages} pages > extract.max_declared_pages={config.max_declared_pages}: a page-tree bomb",
             )
         except Timeout:
             raise
@@ -193,6 +220,17 @@ def _extract(data: bytes, config: ExtractConfig) -> Extraction:
         if pages == 0:
             errors.append(f"{name}: no pages could be read")
             continue
+        flags, notes = [], []
+        if pages > config.max_pages:
+            flags.append("truncated")
+            notes.append(f"read the first {config.max_pages} of {pages} pages (extract.max_pages)")
+        if config.ocr_active:
+            page_texts, read, failed = read_textless_pages(data, page_texts, config)
+            if read:
+                flags.append("ocr")
+                notes.append("ocr pages " + ",".join(str(i + 1) for i in read))
+            notes += failed
+        text = "\n".join(page_texts)
         stripped = len(text.strip())
         if stripped < config.min_chars:
             # Each backend misses text the other finds (fonts without a Unicode map, odd encodings):
@@ -203,14 +241,45 @@ def _extract(data: bytes, config: ExtractConfig) -> Extraction:
                 text=text,
                 pages=pages,
                 backend=name,
-                message=f"{stripped} chars < extract.min_chars={config.min_chars}: likely a scan",
+                message="; ".join([f"{stripped} chars < extract.min_chars={config.min_chars}: likely a scan", *notes]),
             )
             if config.fallback_on_empty:
                 continue
             break
         outcome = "ok" if attempt == 0 else "fallback_ok"
-        return Extraction(outcome, text=text, pages=pages, backend=name, message="; ".join(errors))
+        message = "; ".join([*errors, *notes])[:1000]
+        return Extraction(outcome, text=text, pages=pages, backend=name, message=message, flags=tuple(flags))
     return empty or Extraction("corrupt", message="; ".join(errors)[:1000])
+
+
+# A page with fewer characters than this has no text layer worth the name: OCR reads it.
+TEXTLESS_PAGE_CHARS = 10
+
+
+def read_textless_pages(
+    data: bytes, page_texts: list[str], config: ExtractConfig
+) -> tuple[list[str], list[int], list[str]]:
+    """OCR the first `ocr_max_pages` pages without a text layer. Returns the page texts with those
+    pages filled in, the indices read, and one note per page OCR could not read (time, a bad image):
+    a page's failure costs that page, never the document."""
+    texts, read, failed = list(page_texts), [], []
+    textless = [i for i, t in enumerate(texts) if len(t.strip()) < TEXTLESS_PAGE_CHARS][: config.ocr_max_pages]
+    for index in textless:
+        try:
+            found = ocr.ocr_page(data, index, config.ocr_max_pixels, config.ocr_page_timeout_s)
+        except Timeout:
+            raise
+        except subprocess.TimeoutExpired:
+            limit = config.ocr_page_timeout_s
+            failed.append(f"page {index + 1}: OCR stopped after extract.ocr_page_timeout_s={limit:g}")
+            continue
+        except Exception as exc:  # noqa: BLE001 - a broken page image may fail anywhere; the page is lost, not the file
+            failed.append(f"page {index + 1}: OCR failed: {type(exc).__name__}: {_one_line(exc)[:200]}")
+            continue
+        if found.strip():
+            texts[index] = found
+            read.append(index)
+    return texts, read, failed
 
 
 def quality_flags(text: str) -> tuple[str, ...]:

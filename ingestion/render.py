@@ -124,15 +124,42 @@ def _first_page_head(writer: _Writer, plan: DocumentPlan) -> None:
     writer.y += 3
 
 
-def render_scan(rng: random.Random) -> bytes:
-    """Pages with drawings but no text layer, as a scanner without OCR produces."""
-    pdf = FPDF(format="A4")
-    pdf.set_creation_date(FIXED_DATE)
-    for _ in range(rng.randint(1, 3)):
-        pdf.add_page()
-        for _ in range(rng.randint(20, 60)):
-            pdf.rect(rng.uniform(10, 180), rng.uniform(10, 270), rng.uniform(5, 30), rng.uniform(1, 4), style="F")
-    return bytes(pdf.output())
+def render_scan(pdf_bytes: bytes, rng: random.Random, max_pages: int = 3) -> bytes:
+    """The document as a scanner without OCR produces it: each page rasterised at 150 dpi, slightly
+    skewed, blurred and speckled, stored as an image with no text layer. OCR has real text to recover."""
+    import io
+
+    import numpy as np
+    import pypdfium2 as pdfium
+    from PIL import Image, ImageFilter
+
+    noise = np.random.default_rng(rng.getrandbits(32))
+    document = pdfium.PdfDocument(pdf_bytes)
+    images = []
+    for index in range(min(len(document), max_pages)):
+        page = document[index]
+        image = page.render(scale=150 / 72, grayscale=True).to_pil().convert("L")
+        page.close()
+        image = image.rotate(rng.uniform(-1.5, 1.5), resample=Image.BILINEAR, expand=False, fillcolor=255)
+        image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0.3, 0.8)))
+        pixels = np.asarray(image, dtype=np.int16) + noise.normal(0, 8, (image.height, image.width))
+        specks = noise.random((image.height, image.width)) < 0.002  # dust
+        pixels[specks] = 0
+        images.append(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)))
+    document.close()
+    buffer = io.BytesIO()
+    # Fixed dates keep the bytes deterministic; JPEG, as scanners write.
+    images[0].save(
+        buffer,
+        format="PDF",
+        save_all=True,
+        append_images=images[1:],
+        resolution=150.0,
+        quality=75,
+        creationDate=FIXED_DATE.timetuple(),
+        modDate=FIXED_DATE.timetuple(),
+    )
+    return buffer.getvalue()
 
 
 def break_xref(pdf_bytes: bytes) -> bytes:
@@ -142,11 +169,12 @@ def break_xref(pdf_bytes: bytes) -> bytes:
     return head + re.sub(rb"(\d{10}) 00000 n", lambda m: b"%010d 00000 n" % (int(m.group(1)) + 7), tail)
 
 
-def absurd_page_count(pdf_bytes: bytes, copies: int = 2000) -> bytes:
-    """A page tree that lists the same pages thousands of times, as hostile or corrupted files do."""
+def absurd_page_count(pdf_bytes: bytes, copies: int = 2000, claimed: int = 10**9) -> bytes:
+    """A page tree that lists the same pages thousands of times and claims a billion, as hostile or
+    corrupted files do."""
     kids = re.search(rb"/Kids \[([^\]]*)\]", pdf_bytes)
     refs = kids.group(1).split()
     n_pages = len(refs) // 3
     many = b" ".join([kids.group(1).replace(b"\n", b" ")] * copies)
     out = pdf_bytes[: kids.start()] + b"/Kids [" + many + b"]" + pdf_bytes[kids.end() :]
-    return re.sub(rb"/Count \d+", b"/Count %d" % (n_pages * copies), out, count=1)
+    return re.sub(rb"/Count \d+", b"/Count %d" % max(claimed, n_pages * copies), out, count=1)

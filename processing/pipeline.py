@@ -40,6 +40,8 @@ def run_pipeline(
         workspace=workspace,
     )
     run.train_device = resolve_device("cpu" if config.embed.device == "cpu" else "auto")
+    if warning := config.extract.ocr_warning():
+        log(f"warning: {warning}")
     with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
         store.begin_run(run.run_id, run.source, config.to_dict())
         try:

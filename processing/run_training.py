@@ -18,12 +18,13 @@ import numpy as np
 from evaluation.heldout import Evaluation, evaluate
 from evaluation.metrics import score
 from evaluation.report import write_predictions
+from evaluation.selection import CvScore, select_setting
 from processing.classify import DocumentClassifier
 from processing.config import Config
 from processing.features import FeatureStore
-from processing.progress import Stopwatch
+from processing.progress import Stopwatch, log
 from training import tracking
-from training.classifiers import TEXT_INPUT
+from training.classifiers import TEXT_INPUT, TrainConfig
 from training.fit import Trained, fit
 from training.gate import GateDecision, gate
 
@@ -141,20 +142,32 @@ def train_and_report(
     models: dict[str, tuple[Any, str]] = {}
     with tracking.pipeline_run(f"tier-{state.tier}", config.flat(), tags) as mlflow_run_id:
         tracking.log_feature_version(version_id, inputs.x_train, inputs.y_train, store.path)
+        settings: dict[str, TrainConfig] = {}
         for name in t.classifiers:
             with tracking.child_run(name, {**tags, "classifier": name}):
+                with clock.stage("select"):  # stratified k-fold on the training documents only
+                    setting, cv = select_setting(name, inputs.train(name), inputs.y_train, t, state.train_device)
                 with clock.stage("train"):
-                    trained = fit(name, inputs.train(name), inputs.y_train, t, state.train_device)
+                    trained = fit(name, inputs.train(name), inputs.y_train, setting, state.train_device)
                 with clock.stage("evaluate"):
                     title, png = f"{name} - tier {state.tier}", reports / f"confusion_{name}.png"
                     scored = evaluate(trained.model, inputs.heldout(name), inputs.y_heldout, t.seed, title, png)
+                selection = {**cv.scalars(), **{f"param.{k}": v for k, v in cv.params.items()}} if cv else {}
+                log(_selection_line(name, cv, scored.scalars["macro_f1"]))
                 with clock.stage("log_models"):
-                    uri = _log_classifier(name, trained, scored, inputs)
-            results[name] = {**scored.scalars, "train_seconds": trained.seconds}
+                    uri = _log_classifier(name, trained, scored, inputs, selection)
+            results[name] = {**scored.scalars, **selection, "train_seconds": trained.seconds}
             models[name] = (trained.model, uri)
+            settings[name] = setting
             tracking.log_metrics({f"{name}.{k}": v for k, v in results[name].items()})
 
-        best = max(results, key=lambda n: results[n]["macro_f1"])
+        best = max(results, key=lambda n: _selection_score(results[n]))
+        if state.tier == "input" and decide is None:
+            # The user's folder has no fixed held-out set: the held-out split scored the models above;
+            # the model that goes on is the winner fitted on every labelled document.
+            with clock.stage("train"):
+                models[best] = (_refit_on_all(best, inputs, settings[best], state.train_device), models[best][1])
+            tags["fitted_on"] = "train+heldout"
         with clock.stage("log_models"):
             # The held-out predictions of the model that goes to the gate: what serving must reproduce.
             heldout_csv = reports / "heldout_predictions.csv"
@@ -234,9 +247,33 @@ def _inputs(store: FeatureStore, version_id: str, needs_texts: bool) -> Inputs:
     return inputs
 
 
-def _log_classifier(name: str, trained: Trained, scored: Evaluation, inputs: Inputs) -> str:
+def _selection_line(name: str, cv: CvScore | None, heldout_f1: float) -> str:
+    if cv is None:
+        return f"select: {name} held-out macro-F1 {heldout_f1:.3f} (a class has < 2 documents: no cross-validation)"
+    params = ", ".join(f"{k}={v:g}" for k, v in cv.params.items())
+    return (
+        f"select: {name} cv macro-F1 {cv.macro_f1:.3f} [{cv.low:.3f}, {cv.high:.3f}] ({cv.folds} folds of"
+        f" {cv.documents} documents{'; ' + params if params else ''}), held-out {heldout_f1:.3f}"
+    )
+
+
+def _selection_score(row: dict[str, float]) -> float:
+    """Cross-validated macro-F1 where there is one (every classifier has one, or none does: a class
+    with a single training document), else the held-out split's."""
+    return row.get("cv_macro_f1", row["macro_f1"])
+
+
+def _refit_on_all(name: str, inputs: Inputs, setting: TrainConfig, device: str) -> Any:
+    train, heldout = inputs.train(name), inputs.heldout(name)
+    x = np.concatenate([train, heldout]) if isinstance(train, np.ndarray) else [*train, *heldout]
+    return fit(name, x, np.concatenate([inputs.y_train, inputs.y_heldout]), setting, device).model
+
+
+def _log_classifier(
+    name: str, trained: Trained, scored: Evaluation, inputs: Inputs, selection: dict[str, float]
+) -> str:
     """One classifier's metrics, artifacts and model in its nested run; returns the model's URI."""
-    tracking.log_metrics({**scored.scalars, "train_seconds": trained.seconds})
+    tracking.log_metrics({**scored.scalars, **selection, "train_seconds": trained.seconds})
     tracking.log_metrics({f"f1.{label}": f for label, f in scored.per_class_f1.items()})
     tracking.log_artifact(scored.confusion_png, "confusion")
     tracking.log_text(scored.report, "classification_report.txt")

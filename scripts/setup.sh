@@ -7,16 +7,21 @@ cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
 TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
 
-# System package: Debian's Prometheus Pushgateway (monitoring pushes to it; its test starts a real one on
-# loopback). Installed when this runs as root with apt; otherwise say how, and that test is skipped.
-if ! command -v prometheus-pushgateway >/dev/null 2>&1; then
+# System packages from Debian: the Prometheus Pushgateway (monitoring pushes to it; its test starts a real
+# one on loopback) and Tesseract with its English data (OCR of scanned pages; nothing downloads at run
+# time). Installed when this runs as root with apt; otherwise say how, and what goes without them.
+apt_packages=()
+command -v prometheus-pushgateway >/dev/null 2>&1 || apt_packages+=(prometheus-pushgateway)
+command -v tesseract >/dev/null 2>&1 || apt_packages+=(tesseract-ocr tesseract-ocr-eng)
+if [ ${#apt_packages[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y -q prometheus-pushgateway >/dev/null 2>&1 \
-      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q prometheus-pushgateway >/dev/null 2>&1; } \
-      || echo "warning: could not install prometheus-pushgateway with apt-get; its test will be skipped" >&2
+    apt-get install -y -q "${apt_packages[@]}" >/dev/null 2>&1 \
+      || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q "${apt_packages[@]}" >/dev/null 2>&1; } \
+      || echo "warning: could not install ${apt_packages[*]} with apt-get; their tests are skipped" >&2
   else
-    echo "note: prometheus-pushgateway is missing (sudo apt-get install prometheus-pushgateway); its test is skipped" >&2
+    echo "note: missing ${apt_packages[*]} (sudo apt-get install ${apt_packages[*]}): without Tesseract scans" \
+      "stay empty_text; the tests that need them are skipped" >&2
   fi
 fi
 

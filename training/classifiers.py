@@ -2,8 +2,9 @@
 
 Every classifier follows scikit-learn's estimator protocol (fit / predict / predict_proba / classes_),
 so tracking and evaluation treat them alike and MLflow's sklearn flavour can log and load them.
-Most read the embeddings; `tfidf` reads the extracted text and needs no embeddings at all, so every
-report shows what the embeddings add over a strong bag-of-words baseline.
+Most read the embeddings; `tfidf` and `svm` read the extracted text and need no embeddings at all, so
+every report shows what the embeddings add over strong bag-of-words models. On real documents (README,
+"Real documents") the text models win; on the generated tiers the embedding models do.
 """
 
 from __future__ import annotations
@@ -15,10 +16,17 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import make_pipeline, make_union
 
-CLASSIFIERS = ("logreg", "sgd", "mlp", "tfidf")
-TEXT_INPUT = frozenset({"tfidf"})  # these read text, the others embedding vectors
+CLASSIFIERS = ("logreg", "sgd", "mlp", "tfidf", "svm")
+TEXT_INPUT = frozenset({"tfidf", "svm"})  # these read text, the others embedding vectors
+# The few hyper-parameters model selection tries besides the configured value (evaluation/selection.py).
+GRID: dict[str, dict[str, tuple[float, ...]]] = {
+    "logreg": {"logreg_c": (1.0, 16.0)},
+    "sgd": {"sgd_alpha": (1e-5, 1e-3)},
+    "tfidf": {"tfidf_c": (1.0, 100.0)},
+    "svm": {"svm_c": (0.1, 10.0)},
+}
 
 
 @dataclass
@@ -33,6 +41,12 @@ class TrainConfig:
     mlp_lr: float = 0.002
     sgd_alpha: float = 1e-4
     tfidf_max_features: int = 50000
+    tfidf_c: float = 10.0
+    svm_c: float = 1.0
+    # Model selection: stratified k-fold cross-validation on the training documents (at most this many,
+    # a stratified sample) chooses each classifier's setting and the best classifier.
+    cv_folds: int = 5
+    cv_max_documents: int = 3000
     registry_model: str = "docscale-classifier"
     promotion_margin: float = 0.005  # a challenger must beat the champion's held-out macro-F1 by this much
     # In the loop (processing.cycle) a challenger must also not lose more than this on the fixed held-out set.
@@ -45,9 +59,12 @@ class TrainConfig:
         for name in self.classifiers:
             if name not in CLASSIFIERS:
                 raise ValueError(f"train.classifiers: unknown classifier {name!r}; known: {', '.join(CLASSIFIERS)}")
-        for key in ("logreg_c", "mlp_lr", "sgd_alpha", "mlp_hidden", "mlp_epochs", "tfidf_max_features"):
+        positive = ("logreg_c", "mlp_lr", "sgd_alpha", "mlp_hidden", "mlp_epochs", "tfidf_max_features", "tfidf_c")
+        for key in (*positive, "svm_c", "cv_max_documents"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"train.{key} must be > 0; got {getattr(self, key)}")
+        if self.cv_folds < 2:
+            raise ValueError(f"train.cv_folds must be >= 2 (stratified k-fold cross-validation); got {self.cv_folds}")
         if not -1.0 <= self.promotion_margin <= 1.0:  # a macro-F1 difference; -1 promotes every challenger
             raise ValueError(
                 f"train.promotion_margin must be in [-1, 1] (a macro-F1 difference); got {self.promotion_margin}"
@@ -122,6 +139,39 @@ class TorchMLP(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(x).argmax(axis=1)]
 
 
+class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
+    """A linear SVM with probabilities: Platt scaling fitted on internal folds (CalibratedClassifierCV),
+    so the drift and gate logic can read its probabilities (ECE in the README). With fewer than two
+    documents in some class there are no folds to calibrate on, and a softmax of the margins stands in."""
+
+    def __init__(self, c: float = 1.0, seed: int = 0) -> None:
+        self.c = c
+        self.seed = seed
+
+    def fit(self, x: Any, y: np.ndarray) -> CalibratedLinearSVC:
+        from sklearn.calibration import CalibratedClassifierCV
+        from sklearn.svm import LinearSVC
+
+        self.classes_, counts = np.unique(y, return_counts=True)
+        svm = LinearSVC(C=self.c, random_state=self.seed)
+        folds = min(3, int(counts.min()))
+        self.model_ = CalibratedClassifierCV(svm, cv=folds, method="sigmoid") if folds >= 2 else svm
+        self.model_.fit(x, y)
+        return self
+
+    def predict_proba(self, x: Any) -> np.ndarray:
+        if hasattr(self.model_, "predict_proba"):
+            return self.model_.predict_proba(x)
+        margins = np.atleast_2d(self.model_.decision_function(x))
+        if margins.shape[0] == 1 and len(self.classes_) == 2:  # binary: one margin per row
+            margins = np.column_stack([-margins[0], margins[0]])
+        exp = np.exp(margins - margins.max(axis=1, keepdims=True))
+        return exp / exp.sum(axis=1, keepdims=True)
+
+    def predict(self, x: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(x).argmax(axis=1)]
+
+
 def build_classifier(name: str, params: TrainConfig, device: str = "cpu") -> Any:
     if name == "logreg":
         return LogisticRegression(C=params.logreg_c, max_iter=2000, random_state=params.seed)
@@ -135,7 +185,23 @@ def build_classifier(name: str, params: TrainConfig, device: str = "cpu") -> Any
     if name == "tfidf":
         return make_pipeline(
             TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2, max_features=params.tfidf_max_features),
-            LogisticRegression(C=10.0, max_iter=2000, random_state=params.seed),
+            LogisticRegression(C=params.tfidf_c, max_iter=2000, random_state=params.seed),
+        )
+    if name == "svm":
+        # Words and character n-grams (robust to OCR errors, hyphenation, odd encodings), a linear SVM.
+        features = params.tfidf_max_features
+        return make_pipeline(
+            make_union(
+                TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2, max_features=features),
+                TfidfVectorizer(
+                    sublinear_tf=True,
+                    analyzer="char_wb",
+                    ngram_range=(2, 5),
+                    min_df=2,
+                    max_features=features,
+                ),
+            ),
+            CalibratedLinearSVC(params.svm_c, params.seed),
         )
     raise ValueError(f"unknown classifier {name!r}")
 
@@ -143,6 +209,14 @@ def build_classifier(name: str, params: TrainConfig, device: str = "cpu") -> Any
 def train_classifier(name: str, x: Any, y: np.ndarray, params: TrainConfig, device: str = "cpu") -> Any:
     """device: where the torch MLP trains (the others are CPU-only); chosen by the caller for training,
     independently of where embeddings were computed."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
     if len(np.unique(y)) < 2:
         raise ValueError(f"cannot train {name}: the training set has {len(np.unique(y))} label(s), need >= 2")
-    return build_classifier(name, params, device).fit(x, y)
+    with warnings.catch_warnings():
+        # sgd stops at max_iter on small or noisy sets; its scores (cross-validated, held-out) say what
+        # that costs, and a warning per fold would bury the progress lines.
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return build_classifier(name, params, device).fit(x, y)

@@ -31,10 +31,10 @@ def test_labels_cover_at_least_eight_classes_and_heldout_is_clean():
 
 
 def test_every_defect_ends_with_its_expected_outcome():
-    for defect, expected in DEFECTS.items():
+    for defect in DEFECTS:
         entry = CorpusEntry("train", 3, "invoice", defect)
         outcome = extract_text(render_entry(5, entry)).outcome
-        assert outcome == expected, (defect, outcome)
+        assert outcome == entry.expected_outcome, (defect, outcome)
 
 
 def test_clean_documents_extract_with_their_class_vocabulary():

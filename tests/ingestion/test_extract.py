@@ -28,7 +28,7 @@ def _pdf(tmp_path: Path, name: str = "a.pdf") -> Path:
 def test_limits_give_too_large_and_short_text_is_empty_text(backend):
     data = render_entry(1, CorpusEntry("train", 1, "contract"))
     assert extract_text(data, ExtractConfig(backend, "", max_bytes=100)).outcome == "too_large"
-    assert extract_text(data, ExtractConfig(backend, "", max_pages=0)).outcome == "too_large"
+    assert extract_text(data, ExtractConfig(backend, "", max_declared_pages=1)).outcome == "too_large"
     assert extract_text(data, ExtractConfig(backend, "", min_chars=10**7)).outcome == "empty_text"
     ok = extract_text(data, ExtractConfig(backend, ""))
     assert ok.outcome == "ok" and ok.backend == backend and "near_empty" not in ok.flags
@@ -95,13 +95,14 @@ def test_the_fallback_reads_what_the_first_backend_cannot():
 @pytest.mark.skipif(not PDFJS.is_dir(), reason="../shared not present")
 def test_fallback_on_empty_asks_the_other_backend_before_calling_a_file_a_scan():
     data = (PDFJS / "issue16316.pdf").read_bytes()  # PDFium finds 16 characters in a 5,000-character paper
-    assert extract_text(data, ExtractConfig("pypdfium2", "pypdf")).outcome == "empty_text"  # the default: no second try
-    rescued = extract_text(data, ExtractConfig("pypdfium2", "pypdf", fallback_on_empty=True))
+    no_ocr = ExtractConfig("pypdfium2", "pypdf", ocr="off")
+    assert extract_text(data, no_ocr).outcome == "empty_text"  # the default: no second try
+    rescued = extract_text(data, ExtractConfig("pypdfium2", "pypdf", fallback_on_empty=True, ocr="off"))
     assert rescued.outcome == "fallback_ok" and rescued.backend == "pypdf" and len(rescued.text) > 1000
     assert "pypdfium2: 16 chars" in rescued.message
 
 
 def test_a_scan_stays_empty_text_when_both_backends_find_nothing():
     data = render_entry(1, CorpusEntry("train", 7, "invoice", defect="scanned"))
-    result = extract_text(data, ExtractConfig("pypdfium2", "pypdf", fallback_on_empty=True))
+    result = extract_text(data, ExtractConfig("pypdfium2", "pypdf", fallback_on_empty=True, ocr="off"))
     assert result.outcome == "empty_text" and result.backend == "pypdfium2"

@@ -37,10 +37,24 @@ def test_single_label_is_a_clear_error():
         train_classifier("logreg", x, np.array(["a"] * len(x)), TrainConfig())
 
 
-def test_tfidf_baseline_reads_text():
+@pytest.mark.parametrize("name", ["tfidf", "svm"])
+def test_text_classifiers_read_text(name):
     words = {"a": "invoice payment due amount", "b": "patient discharge ward physician", "c": "agreement party law"}
     rng = np.random.default_rng(0)
     y = np.array([k for k in "abc" for _ in range(20)])
     texts = np.array([" ".join(rng.permutation(words[label].split() + ["the", "of", "and"])) for label in y])
-    model = train_classifier("tfidf", texts, y, TrainConfig())
+    model = train_classifier(name, texts, y, TrainConfig())
     assert list(model.predict(np.array(["payment of the invoice", "the ward physician"]))) == ["a", "b"]
+    proba = model.predict_proba(np.array(["payment of the invoice"]))
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+    assert proba[0, 0] > 0.5  # calibrated, and confident where the words say so
+
+
+@pytest.mark.parametrize("per_class", [1, 2])
+def test_the_svm_gives_probabilities_even_with_too_few_documents_to_calibrate(per_class):
+    y = np.array([k for k in "abc" for _ in range(per_class)])
+    texts = np.array([f"{k}word{k} common text {k}{k}" for k in y])
+    model = train_classifier("svm", texts, y, TrainConfig())
+    proba = model.predict_proba(texts)
+    assert proba.shape == (len(y), 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
