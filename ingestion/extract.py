@@ -263,7 +263,11 @@ def read_textless_pages(
     pages filled in, the indices read, and one note per page OCR could not read (time, a bad image):
     a page's failure costs that page, never the document."""
     texts, read, failed = list(page_texts), [], []
-    textless = [i for i, t in enumerate(texts) if len(t.strip()) < TEXTLESS_PAGE_CHARS][: config.ocr_max_pages]
+    # A document short of text as a whole (a scan with a stray text layer: a stamp, a page number) has
+    # every page read; otherwise only its pages without text (a scanned appendix, a signed last page).
+    short = sum(len(t.strip()) for t in texts) < config.min_chars
+    textless = [i for i, t in enumerate(texts) if short or len(t.strip()) < TEXTLESS_PAGE_CHARS]
+    textless = textless[: config.ocr_max_pages]
     for index in textless:
         try:
             found = ocr.ocr_page(data, index, config.ocr_max_pixels, config.ocr_page_timeout_s)
@@ -276,7 +280,7 @@ def read_textless_pages(
         except Exception as exc:  # noqa: BLE001 - a broken page image may fail anywhere; the page is lost, not the file
             failed.append(f"page {index + 1}: OCR failed: {type(exc).__name__}: {_one_line(exc)[:200]}")
             continue
-        if found.strip():
+        if len(found.strip()) > len(texts[index].strip()):
             texts[index] = found
             read.append(index)
     return texts, read, failed

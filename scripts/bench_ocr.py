@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from ingestion.corpus import CorpusConfig, CorpusEntry, manifest, render_entry  # noqa: E402
+from ingestion.corpus import LABELS, CorpusConfig, CorpusEntry, manifest, render_entry  # noqa: E402
 from ingestion.extract import ExtractConfig, extract_text  # noqa: E402
 from ingestion.ocr import render_page_png, tesseract_version  # noqa: E402
 
@@ -36,7 +36,7 @@ def generated_scans(count: int) -> list[tuple[bytes, str]]:
     """(scan, the text of the same document's pages as generated)."""
     out = []
     for index in range(count):
-        entry = CorpusEntry("train", index, ["invoice", "contract", "lab_report", "payslip"][index % 4])
+        entry = CorpusEntry("train", index, LABELS[index % len(LABELS)])
         original = extract_text(render_entry(11, entry), ExtractConfig(ocr="off", max_pages=3))
         out.append((render_entry(11, CorpusEntry(entry.split, index, entry.label, "scanned")), original.text))
     return out

@@ -199,10 +199,36 @@ class DocumentModel(mlflow.pyfunc.PythonModel):
         return self.predictor.classify_frame(model_input)
 
 
+# The run tag holding the SHA-256 of the document model's stored files (see model_digest).
+DIGEST_TAG = "docscale.model_sha256"
+
+
+class ModelDigestError(ValueError):
+    """A model's stored files differ from what its training run recorded: never unpickled."""
+
+
+def model_digest(folder: str | Path) -> str:
+    """SHA-256 over a model folder's files (relative path and content, in path order)."""
+    import hashlib
+
+    root, digest = Path(folder), hashlib.sha256()
+    # MLflow adds registered_model_meta when it downloads a registered version: not the model's own.
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "registered_model_meta"):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
 def log_document_model(predictor: Any, name: str = "document-classifier") -> str:
     """Log a self-contained classifier as a pyfunc in the active run, with its settings beside it as
     JSON; returns the model's URI. The project's own modules travel by reference: the serving machine
-    has docscale installed (that is what `docscale` in the requirements says)."""
+    has docscale installed (that is what `docscale` in the requirements says).
+
+    The digest of the stored files goes on the run (DIGEST_TAG): loading verifies it before unpickling,
+    so whoever can write to the artifact store alone cannot make predict or the service run their code."""
+    import tempfile
+
+    import mlflow.artifacts
     import mlflow.pyfunc
 
     info = mlflow.pyfunc.log_model(
@@ -211,17 +237,33 @@ def log_document_model(predictor: Any, name: str = "document-classifier") -> str
         pip_requirements=MODEL_REQUIREMENTS,
         metadata={"docscale": predictor.settings()},
     )
+    with tempfile.TemporaryDirectory() as tmp:
+        mlflow.set_tag(DIGEST_TAG, model_digest(mlflow.artifacts.download_artifacts(info.model_uri, dst_path=tmp)))
     return info.model_uri
 
 
 def load_document_model(uri: str) -> Any:
-    """The self-contained classifier behind a registered pyfunc; ValueError for a model that is not one
-    (a bare classifier over embeddings, as registered before models carried their settings)."""
+    """The self-contained classifier behind a registered pyfunc (models:/<name>/<version> or @alias);
+    ValueError for a model that is not one (a bare classifier over embeddings, as registered before
+    models carried their settings), ModelDigestError for one whose files changed since training."""
+    import tempfile
+
+    import mlflow.artifacts
     import mlflow.pyfunc
 
-    with warnings.catch_warnings():  # the type-hint advice again, see DocumentModel.predict
-        warnings.simplefilter("ignore", UserWarning)
-        loaded = mlflow.pyfunc.load_model(uri)
+    expected = MlflowClient().get_run(model_version(uri).run_id).data.tags.get(DIGEST_TAG)
+    with tempfile.TemporaryDirectory() as tmp:
+        local = mlflow.artifacts.download_artifacts(uri, dst_path=tmp)
+        if expected is None:
+            logging.getLogger("docscale").warning("%s has no recorded digest (logged before digests); unverified", uri)
+        elif model_digest(local) != expected:
+            raise ModelDigestError(
+                f"{uri}: its stored files differ from the digest its training run recorded; not loaded "
+                "(someone changed the artifact store, or it is damaged): retrain, or restore the artifacts"
+            )
+        with warnings.catch_warnings():  # the type-hint advice again, see DocumentModel.predict
+            warnings.simplefilter("ignore", UserWarning)
+            loaded = mlflow.pyfunc.load_model(local)
     try:
         wrapped = loaded.unwrap_python_model()
     except Exception:  # noqa: BLE001 - MLflow raises MlflowException for other flavours

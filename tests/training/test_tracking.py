@@ -17,3 +17,29 @@ def test_metric_keys_from_any_label_are_accepted_by_mlflow(tmp_path):
         tracking.log_metrics({f"f1.{label}": 0.5 for label in labels})
     logged = mlflow.get_run(run.info.run_id).data.metrics
     assert set(logged) == set(keys)
+
+
+class _Echo:
+    """The smallest document predictor: a fixed label for every row."""
+
+    def settings(self) -> dict:
+        return {"label": "invoice"}
+
+    def classify_frame(self, frame):
+        return frame.assign(label="invoice")
+
+
+def test_a_model_whose_stored_files_changed_is_refused_before_unpickling(tmp_path):
+    import pytest
+
+    tracking.setup(f"sqlite:///{tmp_path / 'm.db'}", "t", tmp_path / "art")
+    with mlflow.start_run():
+        uri = tracking.log_document_model(_Echo())
+    version = tracking.register_challenger(uri, "digest-test", {})
+    registered = f"models:/digest-test/{version.version}"
+    assert isinstance(tracking.load_document_model(registered), _Echo)
+    pickles = list((tmp_path / "art").rglob("python_model.pkl"))
+    assert len(pickles) == 1
+    pickles[0].write_bytes(pickles[0].read_bytes() + b"\n")  # one byte more: what an attacker's pickle would be
+    with pytest.raises(tracking.ModelDigestError, match="differ from the digest its training run recorded"):
+        tracking.load_document_model(registered)
