@@ -27,6 +27,9 @@ from ingestion.extract import USABLE, ExtractConfig, Extraction, file_size
 from ingestion.sources import read_bytes
 from processing.embed import EmbedConfig, Embedder, embedder_id
 
+# What a classifier reads: embedding vectors, extracted text (no embedder), or both side by side.
+VIEWS = ("vectors", "text", "both")
+
 
 @dataclass
 class Document:
@@ -96,9 +99,11 @@ class DocumentClassifier:
         embed: EmbedConfig,
         embedder: str,
         feature_version: str,
-        reads_text: bool = False,
+        view: str = "vectors",
     ) -> None:
-        self.classifier, self.name, self.reads_text = classifier, name, reads_text  # reads_text: text, not vectors
+        if view not in VIEWS:
+            raise ValueError(f"view must be one of {', '.join(VIEWS)}; got {view!r}")
+        self.classifier, self.name, self.view = classifier, name, view
         self.extract, self.embed = extract, embed
         self.embedder, self.feature_version = embedder, feature_version
         self._runtime: dict[str, Any] = {}  # the embedding model and extraction workers, made on first use
@@ -107,8 +112,28 @@ class DocumentClassifier:
         return {k: v for k, v in self.__dict__.items() if k != "_runtime"}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        if "view" not in state:  # registered before fused models: a reads_text flag
+            state = {**state, "view": "text" if state.pop("reads_text", False) else "vectors"}
         self.__dict__.update(state)
         self._runtime = {}
+
+    @property
+    def reads_text(self) -> bool:
+        """Extracted text in, no embeddings at all."""
+        return self.view == "text"
+
+    @property
+    def needs_text(self) -> bool:
+        return self.view in ("text", "both")
+
+    def features(self, texts: list[str] | None, vectors: np.ndarray | None) -> Any:
+        """The classifier's input from documents' texts and/or embeddings (whichever its view reads)."""
+        if self.view == "text":
+            return np.asarray(texts)
+        if self.view == "vectors":
+            return vectors
+        # training.classifiers.FUSED_INPUT's format (processing does not import training)
+        return list(zip(texts or [], np.asarray(vectors, dtype=np.float32), strict=True))
 
     @property
     def classes(self) -> list[str]:
@@ -117,6 +142,7 @@ class DocumentClassifier:
     def settings(self) -> dict[str, Any]:
         return {
             "classifier": self.name,
+            "view": self.view,
             "classes": self.classes,
             "embedder": self.embedder,
             "feature_version": self.feature_version,
@@ -214,10 +240,10 @@ class DocumentClassifier:
         if not texts:
             return np.zeros((0, len(self.classes)))
         if self.reads_text:
-            return self.classifier.predict_proba(np.asarray(texts))
+            return self.classifier.predict_proba(self.features(texts, None))
         self.start()
         encode = self._runtime.get("coalescer") or self._runtime["embedder"].encode
-        return self.classifier.predict_proba(encode(texts))
+        return self.classifier.predict_proba(self.features(texts, encode(texts)))
 
     def classify_paths(self, paths: list[str]) -> list[dict[str, Any]]:
         return self.classify([read_document(p, self.extract) for p in paths])

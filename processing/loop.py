@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ from processing.pipeline import run_pipeline, start_executor
 from processing.progress import Stopwatch, log
 from processing.run_training import Inputs, RunContext, train_and_report
 from training import tracking
-from training.classifiers import TEXT_INPUT
+from training.classifiers import FUSED_INPUT, TEXT_INPUT
 from training.gate import Challenge, GateDecision, challenge_gate
 
 RECENT_SHARE = 0.3  # of newly labelled documents kept aside to judge a challenger on (never trained on)
@@ -147,6 +147,11 @@ def run_cycle(
         return result
 
     champion = tracking.load_document_model(f"models:/{registry}/{champion_entry.version}")
+    if champion.view != "vectors":  # drift is measured in the embedding space, with the champion's probabilities
+        raise InputError(
+            f"the champion ({champion.name}, version {champion_entry.version}) reads {champion.view}, and the loop "
+            "monitors embedding classifiers: train it with --set train.classifiers=logreg,sgd,mlp"
+        )
     # The batch is read exactly as the champion's training data was: its settings, not the config's.
     config.extract, config.embed = champion.extract, champion.embed
     with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
@@ -379,6 +384,9 @@ def _retrain(
         clock=clock,
     )
     state.tags = {"cycle_batch": batch.batch_id, "parent_feature_version": champion.feature_version}
+    # Challengers read embeddings, as the loop's drift tests and scoring do (see run_cycle).
+    vector_models = [c for c in config.train.classifiers if c not in TEXT_INPUT | FUSED_INPUT]
+    config = replace(config, train=replace(config.train, classifiers=vector_models or ["logreg"]))
     summary = train_and_report(config, store, state, version_id, created, decide=decide)
     registry = summary["registry"]
     return GateDecision(**{k: registry.get(k) for k in GateDecision.__dataclass_fields__})

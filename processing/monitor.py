@@ -41,7 +41,7 @@ def monitor_versions(
     cur_side = Side(cur.vectors, lengths=cur.lengths)
     classes: list[str] = []
     labelled = None
-    if champion is not None and not champion.reads_text:
+    if champion is not None and champion.view == "vectors":  # its probabilities from the stored vectors alone
         classes = champion.classes
         ref_side.probabilities = champion.classifier.predict_proba(ref.vectors)
         cur_side.probabilities = champion.classifier.predict_proba(cur.vectors)

@@ -21,8 +21,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ingestion.extract import USABLE, extractor_version
 from ingestion.sources import InputError, display_path, list_files
 from processing.build import embed_stage, extract_stage
@@ -112,13 +110,12 @@ def _score(
         for start in range(0, len(paths), CHUNK):
             chunk = [display_path(p) for p in paths[start : start + CHUNK]]
             usable = sorted({hashes[p] for p in chunk if outcomes[p] in USABLE})
-            if model.reads_text:
-                texts = dict(store.iter_texts(usable, extractor))
-                proba = model.classifier.predict_proba(np.asarray([texts[h] for h in usable])) if usable else None
-            else:
-                proba = (
-                    model.classifier.predict_proba(store.load_vectors(usable, embedder, extractor)) if usable else None
-                )
+            proba = None
+            if usable:
+                texts = dict(store.iter_texts(usable, extractor)) if model.needs_text else {}
+                vectors = None if model.reads_text else store.load_vectors(usable, embedder, extractor)
+                features = model.features([texts[h] for h in usable] if texts else None, vectors)
+                proba = model.classifier.predict_proba(features)
             by_hash = dict(zip(usable, proba, strict=True)) if usable else {}
             rows: dict[str, list[Any]] = {name: [] for name in schema.names}
             for p in chunk:

@@ -24,7 +24,7 @@ from processing.config import Config
 from processing.features import FeatureStore
 from processing.progress import Stopwatch, log
 from training import tracking
-from training.classifiers import TEXT_INPUT, TrainConfig
+from training.classifiers import FUSED_INPUT, TEXT_INPUT, TrainConfig, fused_rows
 from training.fit import Trained, fit
 from training.gate import GateDecision, gate
 
@@ -61,9 +61,13 @@ class Inputs:
     _texts: tuple[np.ndarray, np.ndarray] | None = None
 
     def train(self, name: str) -> Any:
+        if name in FUSED_INPUT:
+            return fused_rows(self.texts()[0], self.x_train)
         return self.texts()[0] if name in TEXT_INPUT else self.x_train
 
     def heldout(self, name: str) -> Any:
+        if name in FUSED_INPUT:
+            return fused_rows(self.texts()[1], self.x_heldout)
         return self.texts()[1] if name in TEXT_INPUT else self.x_heldout
 
     def texts(self) -> tuple[np.ndarray, np.ndarray]:
@@ -125,7 +129,7 @@ def train_and_report(
     predictions."""
     clock, t = state.clock, config.train
     with clock.stage("load_features"):
-        inputs = _inputs(store, version_id, needs_texts=bool(TEXT_INPUT & set(t.classifiers)))
+        inputs = _inputs(store, version_id, needs_texts=bool((TEXT_INPUT | FUSED_INPUT) & set(t.classifiers)))
     with clock.stage("mlflow_setup"):
         tracking.setup(config.mlflow.uri(state.workspace), config.mlflow.experiment, state.workspace / "mlartifacts")
     tags = {
@@ -181,7 +185,7 @@ def train_and_report(
                 config.embed,
                 inputs.embedder,
                 version_id,
-                reads_text=best in TEXT_INPUT,
+                view=_view(best),
             )
             document_uri = tracking.log_document_model(document_model)
         with clock.stage("registry"):
@@ -197,7 +201,9 @@ def train_and_report(
 
         predictions = None
         unlabelled = store.unlabelled(state.run_id) if state.embedder else []
-        if unlabelled and best not in TEXT_INPUT:  # documents without a label get the best model's prediction
+        # Documents without a label get the best model's prediction (embedding models; processing.predict
+        # scores with any model).
+        if unlabelled and _view(best) == "vectors":
             with clock.stage("predict"):
                 vectors = store.load_vectors([h for _, h in unlabelled], state.embedder, state.extractor)
                 predictions = reports / "predictions.csv"
@@ -247,6 +253,10 @@ def _inputs(store: FeatureStore, version_id: str, needs_texts: bool) -> Inputs:
     return inputs
 
 
+def _view(name: str) -> str:
+    return "text" if name in TEXT_INPUT else "both" if name in FUSED_INPUT else "vectors"
+
+
 def _selection_line(name: str, cv: CvScore | None, heldout_f1: float) -> str:
     if cv is None:
         return f"select: {name} held-out macro-F1 {heldout_f1:.3f} (a class has < 2 documents: no cross-validation)"
@@ -277,6 +287,8 @@ def _log_classifier(
     tracking.log_metrics({f"f1.{label}": f for label, f in scored.per_class_f1.items()})
     tracking.log_artifact(scored.confusion_png, "confusion")
     tracking.log_text(scored.report, "classification_report.txt")
+    if name in FUSED_INPUT:  # MLflow cannot describe (text, vector) pairs: no signature
+        return tracking.log_model(name, trained.model, None)
     example = inputs.train(name)[:5]
     return tracking.log_model(name, trained.model, example if name in TEXT_INPUT else example.astype(np.float32))
 

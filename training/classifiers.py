@@ -18,14 +18,16 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.pipeline import make_pipeline, make_union
 
-CLASSIFIERS = ("logreg", "sgd", "mlp", "tfidf", "svm")
-TEXT_INPUT = frozenset({"tfidf", "svm"})  # these read text, the others embedding vectors
+CLASSIFIERS = ("logreg", "sgd", "mlp", "tfidf", "svm", "fusion")
+TEXT_INPUT = frozenset({"tfidf", "svm"})  # these read text, the others embedding vectors ...
+FUSED_INPUT = frozenset({"fusion"})  # ... except these, which read both: a list of (text, vector) pairs
 # The few hyper-parameters model selection tries besides the configured value (evaluation/selection.py).
 GRID: dict[str, dict[str, tuple[float, ...]]] = {
     "logreg": {"logreg_c": (1.0, 16.0)},
     "sgd": {"sgd_alpha": (1e-5, 1e-3)},
     "tfidf": {"tfidf_c": (1.0, 100.0)},
     "svm": {"svm_c": (0.1, 10.0)},
+    "fusion": {"fusion_c": (1.0, 100.0)},
 }
 
 
@@ -43,6 +45,9 @@ class TrainConfig:
     tfidf_max_features: int = 50000
     tfidf_c: float = 10.0
     svm_c: float = 1.0
+    fusion_c: float = 10.0
+    # How much the (unit-length) embedding counts beside the (unit-length) TF-IDF vector in `fusion`.
+    fusion_weight: float = 0.5
     # Model selection: stratified k-fold cross-validation on the training documents (at most this many,
     # a stratified sample) chooses each classifier's setting and the best classifier.
     cv_folds: int = 5
@@ -60,7 +65,7 @@ class TrainConfig:
             if name not in CLASSIFIERS:
                 raise ValueError(f"train.classifiers: unknown classifier {name!r}; known: {', '.join(CLASSIFIERS)}")
         positive = ("logreg_c", "mlp_lr", "sgd_alpha", "mlp_hidden", "mlp_epochs", "tfidf_max_features", "tfidf_c")
-        for key in (*positive, "svm_c", "cv_max_documents"):
+        for key in (*positive, "svm_c", "fusion_c", "fusion_weight", "cv_max_documents"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"train.{key} must be > 0; got {getattr(self, key)}")
         if self.cv_folds < 2:
@@ -172,6 +177,35 @@ class CalibratedLinearSVC(ClassifierMixin, BaseEstimator):
         return self.classes_[self.predict_proba(x).argmax(axis=1)]
 
 
+def fused_rows(texts: Any, vectors: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """The input of a FUSED_INPUT classifier: one (text, embedding) pair per document."""
+    return list(zip((str(t) for t in texts), np.asarray(vectors, dtype=np.float32), strict=True))
+
+
+class TextAndVectors(BaseEstimator):
+    """(text, embedding) pairs -> [TF-IDF of the words | weight x embedding], one sparse row each: the two
+    views side by side, so a linear model weighs words and meaning together."""
+
+    def __init__(self, max_features: int = 50000, weight: float = 0.5) -> None:
+        self.max_features = max_features
+        self.weight = weight
+
+    def fit(self, rows: list[tuple[str, np.ndarray]], y: Any = None) -> TextAndVectors:
+        self.tfidf_ = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=2, max_features=self.max_features)
+        self.tfidf_.fit([text for text, _ in rows])
+        return self
+
+    def transform(self, rows: list[tuple[str, np.ndarray]]) -> Any:
+        from scipy import sparse
+
+        words = self.tfidf_.transform([text for text, _ in rows])
+        vectors = np.stack([vector for _, vector in rows]) * self.weight
+        return sparse.hstack([words, sparse.csr_matrix(vectors)]).tocsr()
+
+    def fit_transform(self, rows: list[tuple[str, np.ndarray]], y: Any = None) -> Any:
+        return self.fit(rows).transform(rows)
+
+
 def build_classifier(name: str, params: TrainConfig, device: str = "cpu") -> Any:
     if name == "logreg":
         return LogisticRegression(C=params.logreg_c, max_iter=2000, random_state=params.seed)
@@ -202,6 +236,11 @@ def build_classifier(name: str, params: TrainConfig, device: str = "cpu") -> Any
                 ),
             ),
             CalibratedLinearSVC(params.svm_c, params.seed),
+        )
+    if name == "fusion":
+        return make_pipeline(
+            TextAndVectors(params.tfidf_max_features, params.fusion_weight),
+            LogisticRegression(C=params.fusion_c, max_iter=3000, random_state=params.seed),
         )
     raise ValueError(f"unknown classifier {name!r}")
 

@@ -154,18 +154,19 @@ def log_json(data: dict[str, Any], name: str) -> None:
     mlflow.log_dict(data, name)
 
 
-def log_model(name: str, model: Any, example: np.ndarray) -> str:
-    """Log a fitted sklearn-protocol classifier with its signature and an input example; returns its URI."""
+def log_model(name: str, model: Any, example: np.ndarray | None) -> str:
+    """Log a fitted sklearn-protocol classifier with its signature and an input example (none for inputs
+    MLflow cannot describe, such as (text, vector) pairs); returns its URI."""
     import mlflow.sklearn
 
     # cloudpickle, not skops: skops only loads sklearn's own types without a trust list, and our torch
     # MLP and TF-IDF pipeline are loaded by our own code anyway.
-    signature = infer_signature(example, model.predict(example))
+    signature = infer_signature(example, model.predict(example)) if example is not None else None
     info = mlflow.sklearn.log_model(
         model,
         name=name,
         signature=signature,
-        input_example=example[:2],
+        input_example=example[:2] if example is not None else None,
         serialization_format="cloudpickle",
         pip_requirements=MODEL_REQUIREMENTS,
     )

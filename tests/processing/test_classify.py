@@ -1,4 +1,5 @@
-"""The service's coalescer: concurrent callers share forward passes and each gets its own rows back."""
+"""The self-contained document classifier: the service's coalescer (concurrent callers share forward passes,
+each gets its own rows back) and the views a classifier reads (vectors, text, or both)."""
 
 from __future__ import annotations
 
@@ -47,3 +48,37 @@ def test_an_error_reaches_every_waiting_caller():
         coalescer(["a"])
     with pytest.raises(RuntimeError, match="model gone"):  # and the loop lives on
         coalescer(["b"])
+
+
+def test_a_fused_model_reads_text_and_embeddings_of_uploaded_pdfs():
+    from ingestion.corpus import CorpusEntry, render_entry
+    from ingestion.extract import ExtractConfig, extract_text
+    from processing.classify import Document, DocumentClassifier
+    from processing.embed import EmbedConfig, Embedder, embedder_id
+    from training.classifiers import TrainConfig, fused_rows, train_classifier
+
+    labels = ["invoice", "contract", "lab_report"]
+    pdfs = [(label, render_entry(2, CorpusEntry("train", i, label))) for i in range(6) for label in labels]
+    texts = [extract_text(data, ExtractConfig(ocr="off")).text for _, data in pdfs]
+    embedder = Embedder(EmbedConfig(), device="cpu")
+    y = np.array([label for label, _ in pdfs])
+    fusion = train_classifier("fusion", fused_rows(texts, embedder.encode(texts)), y, TrainConfig())
+    model = DocumentClassifier(
+        fusion, "fusion", ExtractConfig(), EmbedConfig(), embedder_id(EmbedConfig()), "fv-x", "both"
+    )
+    try:
+        rows = model.classify([Document(f"{label}.pdf", data) for label, data in pdfs[:3]])
+    finally:
+        model.close()
+    assert [r["label"] for r in rows] == labels and all(r["outcome"] == "ok" for r in rows)
+    assert model.settings()["view"] == "both" and model.needs_text and not model.reads_text
+
+
+def test_models_registered_before_views_still_load():
+    from processing.classify import DocumentClassifier
+
+    old = DocumentClassifier.__new__(DocumentClassifier)
+    old.__setstate__({"classifier": None, "name": "tfidf", "reads_text": True})
+    assert old.view == "text" and old.reads_text
+    old.__setstate__({"classifier": None, "name": "logreg", "reads_text": False})
+    assert old.view == "vectors"

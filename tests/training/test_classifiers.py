@@ -58,3 +58,16 @@ def test_the_svm_gives_probabilities_even_with_too_few_documents_to_calibrate(pe
     proba = model.predict_proba(texts)
     assert proba.shape == (len(y), 3)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_fusion_reads_text_and_vectors_side_by_side():
+    from training.classifiers import fused_rows
+
+    # The words alone cannot tell a from b ("shared"), the vectors alone cannot tell b from c: together they can.
+    rng = np.random.default_rng(0)
+    y = np.array([k for k in "abc" for _ in range(20)])
+    texts = ["shared words here" if label in "ab" else "other words there" for label in y]
+    vectors = np.array([[1.0, 0.0] if label == "a" else [0.0, 1.0] for label in y]) + 0.05 * rng.normal(size=(60, 2))
+    model = train_classifier("fusion", fused_rows(texts, vectors), y, TrainConfig(fusion_weight=2.0))
+    assert score(y, model.predict(fused_rows(texts, vectors)))["accuracy"] == 1.0
+    np.testing.assert_allclose(model.predict_proba(fused_rows(texts[:3], vectors[:3])).sum(axis=1), 1.0, atol=1e-6)
