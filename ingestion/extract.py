@@ -198,6 +198,7 @@ def _extract(data: bytes, config: ExtractConfig) -> Extraction:
         return Extraction("too_large", message=f"streams inflate past extract.max_inflated_bytes={limit} (not parsed)")
     errors = []
     empty: Extraction | None = None  # the first backend's result when it read the file but found no text
+    ocr_tried = False
     for attempt, name in enumerate(config.backends):
         try:
             pages, page_texts = get_backend(name).extract(data, config.max_pages, config.max_declared_pages)
@@ -224,7 +225,8 @@ def _extract(data: bytes, config: ExtractConfig) -> Extraction:
         if pages > config.max_pages:
             flags.append("truncated")
             notes.append(f"read the first {config.max_pages} of {pages} pages (extract.max_pages)")
-        if config.ocr_active:
+        if config.ocr_active and not ocr_tried:  # once per document: the fallback would OCR the same pages
+            ocr_tried = True
             page_texts, read, failed = read_textless_pages(data, page_texts, config)
             if read:
                 flags.append("ocr")

@@ -93,19 +93,13 @@ def spread_vectors(embedder: object, texts: list[str], windows: int = 8, chars: 
 
 
 def docscale(corpus: Path, workspace: Path) -> tuple[dict[str, float], dict]:
-    python = sys.executable
+    def conductor(module: str, *args: str) -> None:
+        subprocess.run([sys.executable, "-m", module, "--workspace", str(workspace), *args], cwd=ROOT, check=True)
+
     summary_path = workspace / "run.json"
-    subprocess.run(
-        [python, "-m", "processing.run", "--input", str(corpus / "train"), "--workspace", str(workspace),
-         "--summary", str(summary_path)],
-        cwd=ROOT, check=True,
-    )  # fmt: skip
+    conductor("processing.run", "--input", str(corpus / "train"), "--summary", str(summary_path))
     out = workspace / "test_predictions.parquet"
-    subprocess.run(
-        [python, "-m", "processing.predict", "--input", str(corpus / "test"), "--workspace", str(workspace),
-         "--out", str(out)],
-        cwd=ROOT, check=True,
-    )  # fmt: skip
+    conductor("processing.predict", "--input", str(corpus / "test"), "--out", str(out))
     rows = pd.read_parquet(out)
     truth = [Path(p).parent.name for p in rows["path"]]
     predicted = [str(label) if label else "(none)" for label in rows["label"]]
