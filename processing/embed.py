@@ -5,15 +5,15 @@ on a machine that has no Ray: both run exactly this code. torch and sentence_tra
 inside functions so that `import processing` stays light.
 
 How `encode` spends its time (measured on an H200, README "Embedding"): the model itself is cheap;
-what starves a GPU is single-core Python work. So texts are tokenised once, in one batched call of the
-Rust tokenizer (its own threads, GIL released), sorted by length, cut into batches by a token budget
+what starves a GPU is single-core Python work. So texts are tokenised once (processing/tokens.py: one
+batched call of the Rust tokenizer, its own threads, GIL released, an exact shortcut for plain text),
+sorted by length, cut into batches by a token budget
 (little padding, few kernel launches), and run through the bare transformer with mean pooling, which is
 what the sentence-transformers MiniLM pipeline computes (Transformer -> mean Pooling -> Normalize).
 """
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import importlib
 import importlib.util
@@ -22,9 +22,11 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from processing.tokens import TextTokenizer, Tokens, clip_texts, tokenize_texts
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -134,11 +136,6 @@ def embedder_id(config: EmbedConfig) -> str:
     return f"{Path(config.model).name}@{digest}"
 
 
-def chunk_token_ids(ids: list[int], window: int) -> list[list[int]]:
-    """Consecutive windows of at most `window` token ids (the last may be shorter; none empty)."""
-    return [ids[i : i + window] for i in range(0, len(ids), window)] or [[]]
-
-
 def token_batches(lengths: np.ndarray, max_tokens: int) -> list[tuple[int, int]]:
     """[start, end) ranges over lengths sorted in descending order, each holding at most `max_tokens`
     tokens once padded to its longest (first) member, and at least one item."""
@@ -149,68 +146,6 @@ def token_batches(lengths: np.ndarray, max_tokens: int) -> list[tuple[int, int]]
         batches.append((start, end))
         start = end
     return batches
-
-
-def clip_texts(texts: list[str], max_chars: int) -> list[str]:
-    """Cutting by characters first spares the tokenizer megabytes the model would truncate anyway."""
-    return [" ".join(t[:max_chars].split()) for t in texts]
-
-
-@dataclass(frozen=True)
-class Tokens:
-    """Token ids of a list of texts, compact enough to travel between processes: every window's ids
-    (with [CLS] and [SEP]) end to end, each window's length, and the text each window belongs to
-    (None when every text is one window)."""
-
-    ids: np.ndarray  # int32, all windows concatenated
-    lengths: np.ndarray  # int32, one per window
-    owner: np.ndarray | None
-    documents: int
-
-    @staticmethod
-    def concat(parts: list[Tokens]) -> Tokens:
-        """One Tokens for texts tokenised in parts (in order), e.g. by several CPU workers."""
-        if len(parts) == 1:
-            return parts[0]
-        owners, offset = [], 0
-        for part in parts:
-            owner = part.owner if part.owner is not None else np.arange(part.documents)
-            owners.append(owner + offset)
-            offset += part.documents
-        chunked = any(p.owner is not None for p in parts)
-        return Tokens(
-            np.concatenate([p.ids for p in parts]),
-            np.concatenate([p.lengths for p in parts]),
-            np.concatenate(owners) if chunked else None,
-            offset,
-        )
-
-
-def tokenize_texts(tokenizer: Any, texts: list[str], max_chars: int, seq_len: int, token_budget: int) -> Tokens:
-    """Texts in, Tokens out. `tokenizer` is a `tokenizers.Tokenizer` (picklable, so this runs in any
-    process) whose truncation this sets. One batched call: the Rust tokenizer uses its own threads."""
-    from itertools import chain
-
-    clipped = clip_texts(texts, max_chars)
-    tokenizer.no_padding()
-    # encode_batch_fast skips character offsets we never use (measured 25% faster); older tokenizers lack it.
-    encode_batch = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)
-    if token_budget <= seq_len:  # one window per text: plain truncation
-        tokenizer.enable_truncation(max_length=seq_len)
-        windows = [e.ids for e in encode_batch(clipped)]
-        owner = None
-    else:
-        tokenizer.enable_truncation(max_length=token_budget)
-        first, *last = tokenizer.encode("").ids  # the special tokens around a window: [CLS] ... [SEP]
-        windows, owners = [], []
-        for doc, encoding in enumerate(encode_batch(clipped, add_special_tokens=False)):
-            for window in chunk_token_ids(encoding.ids, seq_len - 2):
-                windows.append([first, *window, *last])
-                owners.append(doc)
-        owner = np.asarray(owners, dtype=np.int64)
-    lengths = np.fromiter(map(len, windows), dtype=np.int32, count=len(windows))
-    ids = np.fromiter(chain.from_iterable(windows), dtype=np.int32, count=int(lengths.sum()))
-    return Tokens(ids, lengths, owner, len(texts))
 
 
 class Embedder:
@@ -248,7 +183,7 @@ class Embedder:
         self.token_budget = config.token_budget
         self.model: SentenceTransformer = _load(path, self.device)
         self.tokenizer = self.model.tokenizer
-        self._tokenizer = copy.deepcopy(self.tokenizer.backend_tokenizer)  # ours to set truncation on
+        self.text_tokenizer = TextTokenizer(self.tokenizer.backend_tokenizer)
         self.seq_len = int(self.model.max_seq_length)
         self.window = self.seq_len - 2  # room for [CLS] and [SEP]
         self.transformer = _mean_pooled_transformer(self.model)
@@ -277,7 +212,12 @@ class Embedder:
     def tokenize(self, texts: list[str]) -> Tokens:
         """The CPU half of `encode`, safe to run beside another thread's forward passes (the Rust
         tokenizer releases the GIL); also runnable in other processes via `tokenize_texts`."""
-        return tokenize_texts(self._tokenizer, texts, self.max_chars, self.seq_len, self.token_budget)
+        return tokenize_texts(self.text_tokenizer, texts, *self.token_args)
+
+    @property
+    def token_args(self) -> tuple[int, int, int]:
+        """What `tokenize_texts` needs besides the tokenizer: max_chars, seq_len, token_budget."""
+        return self.max_chars, self.seq_len, self.token_budget
 
     def encode_tokens(self, tokens: Tokens) -> np.ndarray:
         with self._lock:  # one forward pass at a time

@@ -223,13 +223,12 @@ class _EmbedActor:
 
     def encode_tokens(self, keys: list[str], *parts: Any) -> tuple[list[str], np.ndarray]:
         """Token ids made by CPU tasks (Ray resolves the parts' object refs before the call runs)."""
-        from processing.embed import Tokens
+        from processing.tokens import Tokens
 
         return keys, self.embedder.encode_tokens(Tokens.concat(list(parts)))
 
     def tokenizer(self) -> tuple[Any, tuple[int, int, int]]:
-        e = self.embedder
-        return e.tokenizer.backend_tokenizer, (e.max_chars, e.seq_len, e.token_budget)
+        return self.embedder.text_tokenizer, self.embedder.token_args
 
     def info(self) -> tuple[str, int]:
         return self.embedder.device, self.embedder.dim
@@ -237,7 +236,7 @@ class _EmbedActor:
 
 @ray.remote(num_cpus=1)
 def _tokenize(tokenizer: Any, texts: list[str], args: tuple[int, int, int]) -> Any:
-    from processing.embed import tokenize_texts
+    from processing.tokens import tokenize_texts
 
     return tokenize_texts(tokenizer, texts, *args)
 

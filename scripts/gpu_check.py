@@ -33,7 +33,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from processing.embed import EmbedConfig, Embedder, Tokens  # noqa: E402
+from processing.embed import EmbedConfig, Embedder  # noqa: E402
+from processing.tokens import TextTokenizer, Tokens, tokenize_texts  # noqa: E402
 
 SEED = 1234
 
@@ -62,15 +63,20 @@ _WORKER: dict = {}
 def _init_tokenizer(folder: str, max_chars: int, seq_len: int, budget: int) -> None:
     from tokenizers import Tokenizer
 
+    tokenizer = Tokenizer.from_file(str(Path(folder) / "tokenizer.json"))
     _WORKER.update(
-        tokenizer=Tokenizer.from_file(str(Path(folder) / "tokenizer.json")), args=(max_chars, seq_len, budget)
+        tokenizers={True: TextTokenizer(tokenizer), False: TextTokenizer(tokenizer, shortcut=False)},
+        args=(max_chars, seq_len, budget),
     )
 
 
-def _tokenize(texts: list[str]):  # noqa: ANN202 - Tokens
-    from processing.embed import tokenize_texts
+def _tokenize(texts: list[str], shortcut: bool = True) -> Tokens:
+    return tokenize_texts(_WORKER["tokenizers"][shortcut], texts, *_WORKER["args"])
 
-    return tokenize_texts(_WORKER["tokenizer"], texts, *_WORKER["args"])
+
+def _tokenize_in_full(texts: list[str]) -> Tokens:
+    """Without the plain-text shortcut (processing/tokens.py), as the pipeline tokenised before."""
+    return _tokenize(texts, shortcut=False)
 
 
 class GpuSampler:
@@ -148,6 +154,12 @@ def main() -> None:
         default=[512, 4096],
         help="forward passes alone at these batch sizes too",
     )
+    parser.add_argument(
+        "--stage-batch-sizes",
+        type=lambda v: [int(x) for x in v.split(",") if x],
+        default=[4096],
+        help="the worker-fed stage at these batch sizes too",
+    )
     parser.add_argument("--device", default="cuda", help="cuda; cpu only to try the script out")
     parser.add_argument("--out", type=Path, help="also write the figures as JSON here")
     parser.add_argument("--save-fp16", type=Path, help="write an fp16 copy of --model to this folder and exit")
@@ -193,22 +205,29 @@ def main() -> None:
     n_tokens = int(tokens.lengths.sum())
     call_tokens, pool_tok_s = timed(lambda: list(token_pool.imap(_tokenize, calls)))
     _, piece_tok_s = timed(lambda: list(token_pool.imap(_tokenize, pieces)))
+    _, piece_full_s = timed(lambda: list(token_pool.imap(_tokenize_in_full, pieces)))
+
+    def forward_only() -> list[np.ndarray]:
+        return [embedder.encode_tokens(t) for t in call_tokens]
+
     with GpuSampler() as forward_util:
-        _, fwd_s = timed(lambda: [embedder.encode_tokens(t) for t in call_tokens])
+        _, fwd_s = timed(forward_only)
+    default_batch = embedder.batch_size
     other_batches = []
     for size in args.other_batch_sizes:
-        default, embedder.batch_size = embedder.batch_size, size
+        embedder.batch_size = size
         with GpuSampler() as util:
-            _, secs = timed(lambda: [embedder.encode_tokens(t) for t in call_tokens])
-        embedder.batch_size = default
+            _, secs = timed(forward_only)
         other_batches.append((f"forward passes alone, batch {size} x 256 tokens", len(texts), secs, util.mean))
+    embedder.batch_size = default_batch
     with GpuSampler() as stage_util:
         vectors, stage_s = timed(pipeline_stage, embedder, texts, per_call)
     assert vectors.shape == (len(texts), embedder.dim)
 
-    def fed_by_workers() -> np.ndarray:
+    def fed_by_workers(tokenize=_tokenize) -> np.ndarray:  # noqa: ANN001 - a pool function
+        """Each call's token ids from the CPU workers; the actor runs one call at a time on the GPU (its lock)."""
         out, parts = [], []
-        for tokens in token_pool.imap(_tokenize, pieces):
+        for tokens in token_pool.imap(tokenize, pieces):
             parts.append(tokens)
             if len(parts) == per_call_pieces:
                 out.append(embedder.encode_tokens(Tokens.concat(parts)))
@@ -217,8 +236,24 @@ def main() -> None:
             out.append(embedder.encode_tokens(Tokens.concat(parts)))
         return np.concatenate(out)
 
+    fed_rows = []
+    with GpuSampler() as util:
+        _, secs = timed(fed_by_workers, _tokenize_in_full)
+    fed_rows.append(
+        (f"the stage, token ids from {workers} processes, no shortcut (before)", len(texts), secs, util.mean)
+    )
     with GpuSampler() as fed_util:
         fed, fed_s = timed(fed_by_workers)
+    fed_rows.append(
+        (f"the stage, token ids from {workers} processes (the pipeline's GPU mode)", len(texts), fed_s, fed_util.mean)
+    )
+    for size in args.stage_batch_sizes:
+        embedder.batch_size = size
+        with GpuSampler() as util:
+            _, secs = timed(fed_by_workers)
+        fed_rows.append((f"the stage, token ids from {workers} processes, batch {size}", len(texts), secs, util.mean))
+        fed_s = min(fed_s, secs)
+    embedder.batch_size = default_batch
     token_pool.close()
 
     base = texts[: args.baseline_docs]
@@ -237,11 +272,12 @@ def main() -> None:
         ("sentence-transformers encode, 256 texts/call, batch 64 (before)", len(base), st_s, st_util.mean),
         ("tokenising alone, in the actor (one Rust call, its threads)", len(texts), tok_s, None),
         (f"tokenising alone, {workers} processes, a call each", len(texts), pool_tok_s, None),
+        (f"tokenising alone, {workers} processes, {piece} texts each, no shortcut", len(texts), piece_full_s, None),
         (f"tokenising alone, {workers} processes, {piece} texts each", len(texts), piece_tok_s, None),
         ("forward passes alone (token ids made, token-budget batches, fp16)", len(texts), fwd_s, forward_util.mean),
         *other_batches,
         ("the stage, tokenising in the actor (2 calls in flight)", len(texts), stage_s, stage_util.mean),
-        (f"the stage, token ids from {workers} processes", len(texts), fed_s, fed_util.mean),
+        *fed_rows,
     ]
     print(f"\n{len(texts)} documents, {n_tokens} tokens ({n_tokens / len(texts):.0f} per document)\n")
     print("| how | docs | seconds | docs/s | GPU util mean |\n|---|---:|---:|---:|---:|")

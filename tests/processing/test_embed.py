@@ -41,7 +41,7 @@ def test_real_model_embeds_meaningfully(embedder):
 
 
 def test_chunking_windows_cover_every_token_once():
-    from processing.embed import chunk_token_ids
+    from processing.tokens import chunk_token_ids
 
     assert chunk_token_ids(list(range(10)), 4) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
     assert chunk_token_ids([], 4) == [[]]
