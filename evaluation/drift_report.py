@@ -42,6 +42,14 @@ def markdown(report: dict[str, Any], title: str) -> str:
             f"{quality['reference_median_chars']:.0f}, KS {quality['text_length_ks']:.3f}, p "
             f"{quality['text_length_p']:.2g})",
         ]
+        noise = quality.get("text_noise")
+        if noise:
+            lines += [
+                "",
+                f"**Text noise** (share of letter-digit words): mean {noise['mean']:.3f} (reference "
+                f"{noise['reference_mean']:.3f}), KS {noise['ks']:.3f}, p {noise['p_value']:.2g} "
+                f"({noise['threshold']}): {'fired' if noise['fired'] else 'ok'}",
+            ]
     performance = report.get("performance") or {}
     if performance.get("labelled"):
         lines += [

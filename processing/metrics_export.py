@@ -48,10 +48,17 @@ def export(series: list[Series], job: str, grouping: dict[str, str], workspace: 
 
 def drift_series(report: Any) -> list[Series]:
     """An evaluation.drift.DriftReport as series."""
-    series = [Series("drift_detected", "1 when both embedding tests fired", {(): float(report.detected)})]
+    series = [
+        Series(
+            "drift_detected", "1 when both embedding tests or the text-noise test fired", {(): float(report.detected)}
+        )
+    ]
     for test in report.embedding:
         series.append(Series(f"drift_{test.name}", f"{test.name} score", {(): test.score}))
         series.append(Series(f"drift_{test.name}_p_value", f"{test.name} permutation p-value", {(): test.p_value}))
+    noise = report.quality.get("text_noise")
+    if noise:
+        series.append(Series("drift_text_noise", "Mean share of letter-digit words in the batch", {(): noise["mean"]}))
     shares = report.prediction.get("shares", {})
     if shares:
         values = {(c,): v for c, v in shares.items()}

@@ -57,7 +57,7 @@ KNOBS = {  # each knob alone, at a strength a real change of sources might have
 
 
 def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
-    from evaluation.drift import Side, monitor
+    from evaluation.drift import Side, monitor, noise_scores
     from evaluation.triggers import performance_dropped
     from ingestion.corpus import BatchSpec, batch_manifest, render_entry
     from ingestion.extract import USABLE, extract_text
@@ -70,13 +70,16 @@ def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
     recorded = tracking.recorded_figures(entry)
     with FeatureStore(workspace / "features.duckdb", read_only=True) as store:
         ref = store.version_rows(champion.feature_version, splits=("train",))
+        ref_noise = noise_scores(store.sample_texts(champion.feature_version, 1000, splits=("train",)))
     embedder = Embedder(champion.embed, device="cpu")
     classes = champion.classes
-    reference = Side(ref.vectors, champion.classifier.predict_proba(ref.vectors), lengths=ref.lengths)
+    reference = Side(ref.vectors, champion.classifier.predict_proba(ref.vectors), lengths=ref.lengths, noise=ref_noise)
     rows = []
     for kind, knob in KNOBS.items():
         n_batches = max(batches, 20) if kind == "same" else batches
-        counts = {s: {"embedding": 0, "prediction": 0, "performance": 0, "any": 0} for s in (size // 2, size)}
+        counts = {
+            s: {"embedding": 0, "text_noise": 0, "prediction": 0, "performance": 0, "any": 0} for s in (size // 2, size)
+        }
         start = time.perf_counter()
         for b in range(n_batches):
             spec = BatchSpec(f"bench-{kind}-{b}", size=size, labelled_share=1.0, **knob)
@@ -90,11 +93,13 @@ def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
             proba = champion.classifier.predict_proba(vectors)
             for n in counts:
                 predicted = np.asarray(classes)[proba[:n].argmax(axis=1)]
-                current = Side(vectors[:n], proba[:n], lengths=np.asarray([len(t) for t in texts[:n]], dtype=float))
+                lengths = np.asarray([len(t) for t in texts[:n]], dtype=float)
+                current = Side(vectors[:n], proba[:n], lengths=lengths, noise=noise_scores(texts[:n]))
                 config = MonitorConfig(seed=b)
                 report = monitor(reference, current, classes, config, (np.asarray(labels[:n]), predicted), recorded)
                 fired = {
-                    "embedding": report.detected,
+                    "embedding": bool(report.embedding) and all(t.fired for t in report.embedding),
+                    "text_noise": bool(report.quality.get("text_noise", {}).get("fired")),
                     "prediction": bool(report.prediction.get("fired")),
                     "performance": performance_dropped(report.performance, config.retrain_f1_drop),
                 }
@@ -105,12 +110,15 @@ def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
             rows.append({"knob": kind, "batch_size": n, "batches": n_batches, **c})
             print(json.dumps(rows[-1]), flush=True)
         print(f"  {kind}: {time.perf_counter() - start:.0f} s", flush=True)
-    print("\n| knob (alone) | batch size | batches | embedding drift | class shares | labelled F1 drop | any alarm |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "\n| knob (alone) | batch size | batches | embedding drift | text noise | class shares | labelled F1 drop "
+        "| any alarm |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['knob']} | {r['batch_size']} | {r['batches']} | {r['embedding']} | {r['prediction']} | "
-            f"{r['performance']} | {r['any']} |"
+            f"| {r['knob']} | {r['batch_size']} | {r['batches']} | {r['embedding']} | {r['text_noise']} | "
+            f"{r['prediction']} | {r['performance']} | {r['any']} |"
         )
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -140,6 +140,19 @@ class VersionsMixin:
             vectors,
         )
 
+    def sample_texts(self, version_id: str, n: int, splits: tuple[str, ...] | None = None) -> list[str]:
+        """The first 4,000 characters of up to n members' texts: a fixed sample (by content hash), so
+        that monitoring reads a bounded amount of text at any corpus size."""
+        info = self.version(version_id)
+        rows = self.con.execute(
+            """SELECT left(e.text, 4000) FROM feature_members m
+               JOIN extractions e ON e.content_hash = m.content_hash AND e.extractor = ?
+               WHERE m.version_id = ? AND list_contains(?, m.split) AND e.text IS NOT NULL
+               ORDER BY hash(m.content_hash), m.content_hash LIMIT ?""",
+            [info["extractor"], version_id, list(splits) if splits else ["train", "heldout", "batch"], n],
+        ).fetchall()
+        return [t for (t,) in rows]
+
     def version_members(self, version_id: str) -> list[Member]:
         rows = self.con.execute(
             "SELECT content_hash, label, split FROM feature_members WHERE version_id = ? ORDER BY split, content_hash",

@@ -10,7 +10,15 @@ import urllib.request
 import numpy as np
 import pytest
 
-from evaluation.drift import MonitorConfig, Side, class_share_test, embedding_drift, monitor
+from evaluation.drift import (
+    MonitorConfig,
+    Side,
+    class_share_test,
+    embedding_drift,
+    monitor,
+    noise_scores,
+    text_noise,
+)
 from processing.metrics_export import Series, export
 from tests.servers import free_port, wait_http
 
@@ -34,6 +42,38 @@ def test_same_distribution_batches_rarely_alarm_and_shifted_ones_always_do():
     assert false_alarms <= 1 and detections == 5
     tests, _ = embedding_drift(ref, _cloud(rng, 100, shift=1.5), config)
     assert [t.name for t in tests] == ["domain_auc", "mmd2"] and tests[0].score > config.min_auc
+
+
+def _generated_texts(start: int, n: int) -> list[str]:
+    from ingestion.compose import compose
+    from ingestion.corpus import _rng, make_entry
+
+    entries = [make_entry(99, "train", i, 0.0) for i in range(start, start + n)]
+    return [compose(_rng(99, e.split, e.index, "body"), e.content_label).text() for e in entries]
+
+
+def test_text_noise_finds_a_batch_of_bad_scans_that_the_embeddings_miss():
+    """The generator's own OCR noise on 60% of a batch: the text-noise test fires and drift is detected;
+    a clean batch from the same generator does not fire it."""
+    import random
+
+    from ingestion.compose import add_ocr_noise
+
+    rng = np.random.default_rng(2)
+    reference = Side(_cloud(rng, 300), noise=noise_scores(_generated_texts(0, 300)))
+    clean_texts = _generated_texts(300, 100)
+    noisy_rng = random.Random(3)
+    noisy_texts = [
+        add_ocr_noise(t, noisy_rng.uniform(0.04, 0.08), noisy_rng) if i % 5 < 3 else t
+        for i, t in enumerate(clean_texts)
+    ]
+    config = MonitorConfig(permutations=50)
+    clean = monitor(reference, Side(_cloud(rng, 100), noise=noise_scores(clean_texts)), [], config)
+    noisy = monitor(reference, Side(_cloud(rng, 100), noise=noise_scores(noisy_texts)), [], config)
+    assert not clean.quality["text_noise"]["fired"] and not clean.detected
+    assert noisy.quality["text_noise"]["fired"] and noisy.detected
+    assert not any(t.fired for t in noisy.embedding)  # the vectors are the same cloud: only the text moved
+    assert text_noise("he11o w0rld, the c0ntract") == pytest.approx(3 / 4) and text_noise("") == 0.0
 
 
 def test_a_batch_below_min_batch_is_not_judged():
