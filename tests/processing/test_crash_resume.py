@@ -72,3 +72,43 @@ def test_kill_during_embedding_then_rerun_completes_without_duplicates(tmp_path,
         assert statuses == ["finished", "interrupted"]
         assert con.execute("SELECT count(*) FROM feature_versions").fetchone()[0] == 1
         assert con.execute("SELECT count(*) FROM run_inputs WHERE run_id = ?", [summary["run_id"]]).fetchone()[0] == 200
+
+
+def test_ctrl_c_during_embedding_is_one_line_and_the_rerun_resumes(tmp_path, ray_session):
+    """Ctrl-C in a terminal: SIGINT to the driver's whole process group, mid-embedding."""
+    workspace = tmp_path / "ws"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "processing.run", *ARGS, "--workspace", str(workspace)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "DOCSCALE_PROGRESS_SECONDS": "0"},
+    )
+    lines = []
+    try:
+        for line in child.stderr:
+            lines.append(line)
+            match = re.match(r"\[docscale\] embed: (\d+)/", line)
+            if match and int(match.group(1)) >= 32:
+                os.killpg(child.pid, signal.SIGINT)
+                break
+        lines += child.stderr.readlines()
+        child.wait(timeout=120)
+    finally:
+        if child.poll() is None:
+            os.killpg(child.pid, signal.SIGKILL)
+            child.wait()
+    output = "".join(lines)
+    assert child.returncode == 130, output[-2000:]
+    assert "Traceback" not in output
+    assert lines[-1].startswith("interrupted: every batch extracted and embedded so far is saved")
+
+    summary_path = tmp_path / "summary.json"
+    assert main([*ARGS, "--workspace", str(workspace), "--summary", str(summary_path)]) == 0
+    summary = json.loads(summary_path.read_text())
+    ok = summary["outcomes"]["ok"]
+    assert summary["work"]["extracted"] == 0  # everything extracted before Ctrl-C was kept
+    assert 16 <= ok - summary["work"]["embedded"] < ok
+    with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*), count(DISTINCT text_hash) FROM text_embeddings_384").fetchone() == (ok, ok)
