@@ -65,8 +65,9 @@ class ExtractConfig:
     # on the 971 pdf.js files it read 17 more files (one a real paper, most a few garbled characters)
     # and made extraction 5x slower, since pypdf then re-reads every scan.
     fallback_on_empty: bool = False
-    # Address-space cap of an isolated extraction worker (the service's and the model's; 0 = none): a
-    # hostile PDF that gets past the inflation check ends as worker_error, never as the host's OOM.
+    # Memory cap of an extraction worker (0 = none): the address space of the service's isolated workers,
+    # the private memory of the engine's Ray workers. A hostile PDF that gets past the inflation check
+    # then fails its allocations and ends as its own outcome or worker_error, never as the host's OOM.
     worker_memory_mb: int = 4096
     # OCR of pages without a text layer (Tesseract): auto = when installed, on = required, off.
     ocr: str = "auto"

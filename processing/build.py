@@ -71,6 +71,7 @@ def extract(
         total=len(labels),
         item_timeout_s=config.timeout_s,
         on_lost=lost_record,
+        memory_cap_mb=config.worker_memory_mb,
     )
     seen: set[str] = set()
     for records in batches:

@@ -63,9 +63,27 @@ def _loopback_only() -> None:
     ray_constants.ENABLE_RAY_CLUSTER = False
 
 
+def cap_worker_memory(memory_cap_mb: int) -> None:
+    """Cap this worker process's private memory (RLIMIT_DATA, the soft limit only, so that a later task
+    may set another): a hostile PDF that gets past the inflation check then fails an allocation, and
+    ends as its own outcome (or, if PDFium aborts, as `worker_error` after the split retry) instead of
+    taking the node's memory. Not RLIMIT_AS: a Ray worker maps the shared object store into its address
+    space, which RLIMIT_DATA does not count. 0 = no cap."""
+    import resource
+
+    _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    soft = memory_cap_mb * 1024 * 1024 if memory_cap_mb > 0 else hard
+    if hard != resource.RLIM_INFINITY:
+        soft = min(soft, hard)
+    resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
 @ray.remote(max_retries=TASK_RETRIES)
-def _call(fn: Callable[[Any], Any], batch: Any, item_deadline_s: float | None = None) -> tuple[str, Any]:
+def _call(
+    fn: Callable[[Any], Any], batch: Any, item_deadline_s: float | None = None, memory_cap_mb: int = 0
+) -> tuple[str, Any]:
     node = ray.get_runtime_context().get_node_id()
+    cap_worker_memory(memory_cap_mb)
     if item_deadline_s is None:
         return node, fn(batch)
     results: list[Any] = []
@@ -123,6 +141,7 @@ def map_batches(
     max_in_flight: int | None = None,
     item_timeout_s: float | None = None,
     on_lost: Callable[[T, str], R] | None = None,
+    memory_cap_mb: int = 0,
     grace_s: float = 30.0,
     stats: EngineStats | None = None,
 ) -> Iterator[list[R]]:
@@ -141,6 +160,7 @@ def map_batches(
       item gets one retry, so that losing its node is not taken for a broken file. A batch far past its
       whole budget is also cancelled with force, for a worker whose watchdog could not run (a C call
       holding the GIL).
+    - Memory: with `memory_cap_mb`, each worker's private memory is capped (cap_worker_memory).
     fn must turn ordinary per-item errors into results itself; with `item_timeout_s` it must return one
     result per item. `stats` counts the batches each node ran.
     """
@@ -156,10 +176,11 @@ def map_batches(
     def submit(batch: list[T]) -> None:
         now = time.monotonic()
         if item_deadline_s is None:
-            pending[_call.remote(fn_ref, batch)] = (batch, now, float("inf"))
+            pending[_call.remote(fn_ref, batch, None, memory_cap_mb)] = (batch, now, float("inf"))
             return
         # The backstop: a queued batch may wait for one batch ahead of it, hence twice the batch's own budget.
-        ref = (guarded_item if len(batch) == 1 else guarded_batch).remote(fn_ref, batch, item_deadline_s)
+        task = guarded_item if len(batch) == 1 else guarded_batch
+        ref = task.remote(fn_ref, batch, item_deadline_s, memory_cap_mb)
         pending[ref] = (batch, now, now + 2 * len(batch) * item_timeout_s + grace_s)
 
     def failure_reason(submitted_at: float, exc: Exception) -> str:

@@ -69,9 +69,11 @@ class LocalExecutor:
         min_batch_size: int | None = None,
         item_timeout_s: float | None = None,
         on_lost: Callable[[T, str], R] | None = None,
+        memory_cap_mb: int = 0,
     ) -> Iterator[list[R]]:
         """fn over consecutive batches, in order. A batch that raises (a bug of ours, not a bad document:
-        fn turns those into results) gives each of its items `on_lost(item, reason)`, as on Ray."""
+        fn turns those into results) gives each of its items `on_lost(item, reason)`, as on Ray.
+        `memory_cap_mb` is not applied: here it would cap the driver itself (debugging runs only)."""
         progress = Progress(desc, total)
         for batch in plan_batches(items, batch_size, min_batch_size, total, slots=1):
             try:

@@ -86,6 +86,7 @@ class Executor(Protocol):
         min_batch_size: int | None = None,
         item_timeout_s: float | None = None,
         on_lost: Callable[[T, str], R] | None = None,
+        memory_cap_mb: int = 0,
     ) -> Iterator[list[R]]: ...
 
     def embed_pool(self, config: Any, cpu_share: float, cache_dir: Path) -> EmbedPool: ...

@@ -132,3 +132,36 @@ def test_a_local_ray_listens_on_loopback_only(ray_session):
         return (getattr(address, "ipv4_mapped", None) or address).is_loopback
 
     assert all(loopback(addr.ip) for addr in listening), listening
+
+
+def _extract_paths(paths):
+    from ingestion.extract import ExtractConfig, read_and_extract
+
+    # The inflation check raised out of the way: only the memory cap stands between the bomb and the node.
+    config = ExtractConfig(max_inflated_bytes=2 << 30, ocr="off")
+    return [(p, read_and_extract(p, config).extraction.outcome) for p in paths]
+
+
+@pytest.mark.slow
+def test_a_bomb_past_the_inflation_check_is_stopped_by_the_workers_memory_cap(ray_session, tmp_path):
+    """A 60 MiB-inflating bomb takes PDFium to 1.26 GiB (uncapped it ends `empty_text`); under a 1 GiB
+    cap its worker fails, the file becomes a lost item (worker_error), and the file beside it is extracted."""
+    from ingestion.corpus import CorpusEntry, render_entry
+    from tests.ingestion.test_bombs import bomb
+
+    good, hostile = tmp_path / "good.pdf", tmp_path / "bomb.pdf"
+    good.write_bytes(render_entry(7, CorpusEntry("train", 1, "invoice")))
+    hostile.write_bytes(bomb(60))
+    batches = engine.map_batches(
+        _extract_paths,
+        [str(hostile), str(good)],
+        2,
+        desc="t",
+        item_timeout_s=60,
+        memory_cap_mb=1024,
+        on_lost=lambda item, reason: (item, "lost"),
+    )
+    results = dict(r for batch in batches for r in batch)
+    assert results == {str(hostile): "lost", str(good): "ok"}
+    # A later task without a cap lifts it again (workers are shared between stages).
+    assert [r for batch in engine.map_batches(_double, [1], 1, desc="t") for r in batch] == [2]
