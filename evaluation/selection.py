@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 from sklearn.model_selection import StratifiedKFold, train_test_split
+from sklearn.pipeline import Pipeline
 
 from evaluation.metrics import bootstrap_macro_f1, score
-from training.classifiers import GRID, TrainConfig, train_classifier
+from training.classifiers import GRID, TrainConfig, build_classifier, train_classifier
 
 
 @dataclass(frozen=True)
@@ -63,21 +64,47 @@ def folds_for(y: np.ndarray, wanted: int) -> int:
 def cross_validate(name: str, x: Any, y: np.ndarray, config: TrainConfig, device: str = "cpu") -> CvScore | None:
     """Out-of-fold macro-F1 of `name` with `config`'s hyper-parameters; None when some class has
     fewer than two documents (nothing to cross-validate)."""
+    return cross_validate_settings(name, x, y, [config], device)[0]
+
+
+def cross_validate_settings(
+    name: str, x: Any, y: np.ndarray, candidates: list[TrainConfig], device: str = "cpu"
+) -> list[CvScore | None]:
+    """Out-of-fold macro-F1 of each candidate setting, on the same folds (of candidates[0]'s sample).
+
+    The grid only varies the last step of a pipeline (a C or alpha), so each fold's features (TF-IDF
+    over words and character n-grams: most of a text classifier's fitting time) are fitted once and
+    shared by every candidate: 3x less work for a three-value grid, the same scores."""
+    config = candidates[0]
     rows = cv_sample(y, config.cv_max_documents, config.seed)
     x_cv, y_cv = _take(x, rows), y[rows]
     folds = folds_for(y_cv, config.cv_folds)
     if folds == 0:
-        return None
-    predicted = np.empty(len(y_cv), dtype=object)
+        return [None] * len(candidates)
+    predicted = [np.empty(len(y_cv), dtype=object) for _ in candidates]
     splitter = StratifiedKFold(folds, shuffle=True, random_state=config.seed)
     for fit_rows, score_rows in splitter.split(np.zeros(len(y_cv)), y_cv):
-        model = train_classifier(name, _take(x_cv, fit_rows), y_cv[fit_rows], config, device)
-        predicted[score_rows] = model.predict(_take(x_cv, score_rows))
-    truth, predicted = y_cv.astype(str), predicted.astype(str)
-    low, high = bootstrap_macro_f1(truth, predicted, seed=config.seed)
-    scores = score(truth, predicted)
-    params = {key: float(getattr(config, key)) for key in GRID.get(name, {})}
-    return CvScore(scores["macro_f1"], low, high, scores["accuracy"], folds, len(rows), params)
+        x_fit, y_fit, x_score = _take(x_cv, fit_rows), y_cv[fit_rows], _take(x_cv, score_rows)
+        features: tuple[Any, Any] | None = None
+        for out, setting in zip(predicted, candidates, strict=True):
+            model = build_classifier(name, setting, device)
+            if not isinstance(model, Pipeline):
+                out[score_rows] = train_classifier(name, x_fit, y_fit, setting, device).predict(x_score)
+                continue
+            if features is None:  # the same for every candidate: fitted once per fold
+                prepare = model[:-1].fit(x_fit, y_fit)
+                features = (prepare.transform(x_fit), prepare.transform(x_score))
+            final = train_classifier(name, features[0], y_fit, setting, device, final_step_only=True)
+            out[score_rows] = final.predict(features[1])
+    truth = y_cv.astype(str)
+    scores = []
+    for out, setting in zip(predicted, candidates, strict=True):
+        guessed = out.astype(str)
+        low, high = bootstrap_macro_f1(truth, guessed, seed=setting.seed)
+        figures = score(truth, guessed)
+        params = {key: float(getattr(setting, key)) for key in GRID.get(name, {})}
+        scores.append(CvScore(figures["macro_f1"], low, high, figures["accuracy"], folds, len(rows), params))
+    return scores
 
 
 def select_setting(
@@ -85,14 +112,12 @@ def select_setting(
 ) -> tuple[TrainConfig, CvScore | None]:
     """The classifier's hyper-parameters (from GRID) with the best cross-validated macro-F1, as a
     TrainConfig to fit with, and that score. Ties go to the first setting, the config's own."""
-    best: tuple[TrainConfig, CvScore | None] = (config, None)
-    for setting in settings(name, config):
-        scored = cross_validate(name, x, y, setting, device)
-        if scored is None:
-            return config, None
-        if best[1] is None or scored.macro_f1 > best[1].macro_f1:
-            best = (setting, scored)
-    return best
+    candidates = settings(name, config)
+    scored = cross_validate_settings(name, x, y, candidates, device)
+    if scored[0] is None:
+        return config, None
+    best = max(range(len(candidates)), key=lambda i: (scored[i].macro_f1, -i))
+    return candidates[best], scored[best]
 
 
 def settings(name: str, config: TrainConfig) -> list[TrainConfig]:

@@ -16,7 +16,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression, SGDClassifier
-from sklearn.pipeline import make_pipeline, make_union
+from sklearn.pipeline import Pipeline, make_pipeline, make_union
 
 CLASSIFIERS = ("logreg", "sgd", "mlp", "tfidf", "svm", "fusion")
 TEXT_INPUT = frozenset({"tfidf", "svm"})  # these read text, the others embedding vectors ...
@@ -245,9 +245,12 @@ def build_classifier(name: str, params: TrainConfig, device: str = "cpu") -> Any
     raise ValueError(f"unknown classifier {name!r}")
 
 
-def train_classifier(name: str, x: Any, y: np.ndarray, params: TrainConfig, device: str = "cpu") -> Any:
+def train_classifier(
+    name: str, x: Any, y: np.ndarray, params: TrainConfig, device: str = "cpu", final_step_only: bool = False
+) -> Any:
     """device: where the torch MLP trains (the others are CPU-only); chosen by the caller for training,
-    independently of where embeddings were computed."""
+    independently of where embeddings were computed. final_step_only: x is already the output of the
+    classifier's feature steps (model selection fits those once per fold); fit its last step alone."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -258,4 +261,7 @@ def train_classifier(name: str, x: Any, y: np.ndarray, params: TrainConfig, devi
         # sgd stops at max_iter on small or noisy sets; its scores (cross-validated, held-out) say what
         # that costs, and a warning per fold would bury the progress lines.
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return build_classifier(name, params, device).fit(x, y)
+        model = build_classifier(name, params, device)
+        if final_step_only and isinstance(model, Pipeline):
+            model = model[-1]
+        return model.fit(x, y)
