@@ -129,7 +129,7 @@ class DocumentClassifier:
     def features(self, texts: list[str] | None, vectors: np.ndarray | None) -> Any:
         """The classifier's input from documents' texts and/or embeddings (whichever its view reads)."""
         if self.view == "text":
-            return np.asarray(texts)
+            return np.asarray(texts, dtype=object)  # not fixed-width: as wide as the longest text
         if self.view == "vectors":
             return vectors
         # training.classifiers.FUSED_INPUT's format (processing does not import training)

@@ -401,7 +401,7 @@ def _as_input(name: str, vectors: np.ndarray, store: FeatureStore, hashes: list[
     if name not in TEXT_INPUT:
         return vectors
     texts = dict(store.iter_texts(hashes, base["extractor"]))
-    return np.asarray([texts[h] for h in hashes])
+    return np.asarray([texts[h] for h in hashes], dtype=object)  # not fixed-width: as wide as the longest
 
 
 def _macro_f1(y: np.ndarray, predicted: np.ndarray) -> float:

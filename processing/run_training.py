@@ -77,7 +77,9 @@ class Inputs:
             if self.load_texts is None:
                 raise RuntimeError("these inputs have no texts to give a text classifier")
             train, heldout = self.load_texts()
-            self._texts = (np.asarray(train), np.asarray(heldout))
+            # dtype=object: a fixed-width str array is as wide as the longest text (a 700k-character
+            # manual made 15k texts 39 GiB).
+            self._texts = (np.asarray(train, dtype=object), np.asarray(heldout, dtype=object))
         return self._texts
 
 

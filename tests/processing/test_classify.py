@@ -82,3 +82,20 @@ def test_models_registered_before_views_still_load():
     assert old.view == "text" and old.reads_text
     old.__setstate__({"classifier": None, "name": "logreg", "reads_text": False})
     assert old.view == "vectors"
+
+
+def test_one_very_long_text_does_not_widen_every_text():
+    """A fixed-width str array is as wide as its longest text: a 700k-character manual among 15k
+    documents once asked for 39 GiB. Texts are kept as objects."""
+    from processing.run_training import Inputs
+
+    long_text, short = "word " * 140_000, ["short text"] * 1000
+    inputs = Inputs(
+        np.zeros((1001, 2)),
+        np.zeros(1001),
+        np.zeros((1, 2)),
+        np.zeros(1),
+        load_texts=lambda: ([long_text, *short], ["x"]),
+    )
+    train, heldout = inputs.texts()
+    assert train.dtype == object and train.nbytes < 1 << 20 and train[0] == long_text and heldout[0] == "x"
