@@ -103,3 +103,49 @@ def test_bad_batches_are_one_line_errors_and_unreadable_only_batches_are_reporte
     summary = json.loads((tmp_path / "junk.json").read_text())
     assert summary["decision"] == "no_drift" and "no usable document" in summary["reason"]
     assert len(pq.read_table(summary["predictions"])) == 3
+
+
+@pytest.mark.parametrize("kill_after", ["cycle: ", "[docscale] select: "])
+def test_a_cycle_killed_mid_way_is_decided_once_by_its_rerun(scenario, tmp_path, kill_after):
+    """SIGKILL after the batch's features are stored, or while the challenger trains; the rerun of the
+    same batch decides it once, and the champion alias ends where the recorded decision says."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from ingestion.corpus import BatchSpec
+    from processing.scenario import write_batch
+
+    workspace, _, _ = scenario
+    name = f"D-kill-{len(kill_after)}"
+    spec = BatchSpec(name, size=60, generation_2_share=1.0, labelled_share=0.8)
+    folder, labels = write_batch(tmp_path, 1234, spec)
+    args = ["--input", str(folder), "--labels", str(labels), "--workspace", str(workspace), *FAST]
+    child = subprocess.Popen(
+        [sys.executable, "-m", "processing.cycle", *args],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        for line in child.stderr:
+            if kill_after in line:
+                break
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    assert child.returncode == -signal.SIGKILL
+
+    summary = tmp_path / "rerun.json"
+    assert cycle_main([*args, "--summary", str(summary)]) == 0
+    result = json.loads(summary.read_text())
+    with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
+        rows = con.execute(
+            "SELECT decision, champion_after FROM decisions WHERE input LIKE ?", [f"%{name}%"]
+        ).fetchall()
+    assert rows == [(result["decision"], result["champion_version_after"])]
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    champion = client.get_model_version_by_alias("docscale-classifier", "champion")
+    assert str(champion.version) == str(result["champion_version_after"])
