@@ -84,6 +84,8 @@ def test_ctrl_c_during_embedding_is_one_line_and_the_rerun_resumes(tmp_path, ray
         text=True,
         start_new_session=True,
         env={**os.environ, "DOCSCALE_PROGRESS_SECONDS": "0"},
+        # A terminal's default: a suite started in the background (nohup, &) would pass SIGINT on ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines = []
     try:
