@@ -6,6 +6,8 @@ tests and a cluster submission all go through here, and only the address and res
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -34,6 +36,7 @@ def start_ray(address: str | None = None, num_cpus: int = 0) -> Cluster:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
             _loopback_only()
+            _start_reaper()
             ray.init(
                 num_cpus=num_cpus or os.cpu_count() or 1,
                 include_dashboard=False,
@@ -61,6 +64,24 @@ def _loopback_only() -> None:
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+_reaper: subprocess.Popen | None = None  # held so that it is not collected as a finished child
+
+
+def _start_reaper() -> None:
+    """Start processing/reaper.py for this process: if it dies without shutting Ray down (SIGKILL, the
+    kernel's OOM killer), the reaper ends the Ray processes it started instead of leaving Ray's agents
+    listening for a minute. Run by path, in its own session (a Ctrl-C to the driver's group is the
+    driver's to handle); it needs only psutil."""
+    global _reaper
+    _reaper = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("reaper.py")), str(os.getpid())],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def cap_worker_memory(memory_cap_mb: int) -> None:

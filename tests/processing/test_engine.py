@@ -1,3 +1,5 @@
+import subprocess
+import sys
 import time
 from collections import Counter
 
@@ -165,3 +167,31 @@ def test_a_bomb_past_the_inflation_check_is_stopped_by_the_workers_memory_cap(ra
     assert results == {str(hostile): "lost", str(good): "ok"}
     # A later task without a cap lifts it again (workers are shared between stages).
     assert [r for batch in engine.map_batches(_double, [1], 1, desc="t") for r in batch] == [2]
+
+
+@pytest.mark.slow
+def test_a_killed_driver_leaves_no_ray_process_behind():
+    """SIGKILL of the driver alone (not its group): every Ray process it started is gone within seconds
+    (without the reaper, Ray's dashboard and runtime-env agents stayed listening for over 40 s)."""
+    import psutil
+
+    code = "from processing.engine import start_ray; start_ray(None, 1); print('up', flush=True); input()"
+    driver = subprocess.Popen(
+        [sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert driver.stdout.readline() == "up\n"
+        time.sleep(2)  # the reaper has listed Ray's processes, the agents included
+        started = psutil.Process(driver.pid).children(recursive=True)
+        names = {p.name() for p in started}
+        assert {"gcs_server", "raylet", "ray::DashboardAgent"} <= names, names
+    finally:
+        driver.kill()  # the driver only: what an out-of-memory kill does
+        driver.wait()
+
+    deadline = time.monotonic() + 15
+    alive = started
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.5)
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not alive, [p.name() for p in alive]
