@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import shutil
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
@@ -132,3 +136,30 @@ def test_a_cycle_on_a_workspace_another_run_writes_is_one_line(tmp_path, capsys)
     with _held(path):
         args = ["--input", str(tmp_path / "batch"), "--workspace", str(tmp_path), "--set", "engine.executor=local"]
         assert cycle_main(args) == 1 and "locked by PID" in _one_line_error(capsys)
+
+
+def _read_only_mount_works() -> bool:
+    """Whether this machine lets an unprivileged mount namespace make a read-only bind mount."""
+    if shutil.which("unshare") is None:
+        return False
+    with tempfile.TemporaryDirectory() as folder:
+        probe = subprocess.run(
+            ["unshare", "-rm", "sh", "-c", f"mount --bind {folder} {folder} && mount -o remount,ro,bind {folder}"],
+            capture_output=True,
+        )
+    return probe.returncode == 0
+
+
+@pytest.mark.skipif(not _read_only_mount_works(), reason="needs `unshare -rm` with mount rights (util-linux)")
+@pytest.mark.parametrize("workspace", ["ws", "new/ws"], ids=["existing workspace", "new workspace"])
+def test_a_workspace_on_a_read_only_mount_is_one_line(tmp_path, workspace):
+    """A real read-only mount (a bind mount remounted ro in a private mount namespace): root is refused too."""
+    (tmp_path / "src" / "ws").mkdir(parents=True)
+    (tmp_path / "ro").mkdir()
+    mount = f"mount --bind {tmp_path / 'src'} {tmp_path / 'ro'} && mount -o remount,ro,bind {tmp_path / 'ro'}"
+    command = f"{mount} && exec {sys.executable} -m processing.run --workspace {tmp_path / 'ro' / workspace} {' '.join(LOCAL)}"
+    result = subprocess.run(["unshare", "-rm", "sh", "-c", command], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "cannot be written" in lines[0] and "read-only" in lines[0], lines
+    assert list((tmp_path / "src").rglob("*")) == [tmp_path / "src" / "ws"]  # nothing was created
