@@ -25,6 +25,7 @@ CONDUCTORS = {
     "processing/serve.py",
     "processing/monitor.py",
     "processing/cycle.py",
+    "processing/export_model.py",
     "processing/scenario.py",
 }
 # Wiring beside the conductors, which may import every stage: the config composes each stage's own

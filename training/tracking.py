@@ -229,7 +229,6 @@ def log_document_model(predictor: Any, name: str = "document-classifier") -> str
     so whoever can write to the artifact store alone cannot make predict or the service run their code."""
     import tempfile
 
-    import mlflow.artifacts
     import mlflow.pyfunc
 
     info = mlflow.pyfunc.log_model(
@@ -243,25 +242,34 @@ def log_document_model(predictor: Any, name: str = "document-classifier") -> str
     return info.model_uri
 
 
+def download_verified(uri: str, folder: Path) -> Path:
+    """Download a registered model into `folder` and check its files against the digest its training run
+    recorded; ModelDigestError on a mismatch (nothing of it was unpickled). What is returned is the checked
+    copy: load or serve that one, not the store's, which may change after the check."""
+    import mlflow.artifacts
+
+    expected = MlflowClient().get_run(model_version(uri).run_id).data.tags.get(DIGEST_TAG)
+    local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=str(folder)))
+    if expected is None:
+        logging.getLogger("docscale").warning("%s has no recorded digest (logged before digests); unverified", uri)
+    elif model_digest(local) != expected:
+        raise ModelDigestError(
+            f"{uri}: its stored files differ from the digest its training run recorded; not loaded "
+            "(someone changed the artifact store, or it is damaged): retrain, or restore the artifacts"
+        )
+    return local
+
+
 def load_document_model(uri: str) -> Any:
     """The self-contained classifier behind a registered pyfunc (models:/<name>/<version> or @alias);
     ValueError for a model that is not one (a bare classifier over embeddings, as registered before
     models carried their settings), ModelDigestError for one whose files changed since training."""
     import tempfile
 
-    import mlflow.artifacts
     import mlflow.pyfunc
 
-    expected = MlflowClient().get_run(model_version(uri).run_id).data.tags.get(DIGEST_TAG)
     with tempfile.TemporaryDirectory() as tmp:
-        local = mlflow.artifacts.download_artifacts(uri, dst_path=tmp)
-        if expected is None:
-            logging.getLogger("docscale").warning("%s has no recorded digest (logged before digests); unverified", uri)
-        elif model_digest(local) != expected:
-            raise ModelDigestError(
-                f"{uri}: its stored files differ from the digest its training run recorded; not loaded "
-                "(someone changed the artifact store, or it is damaged): retrain, or restore the artifacts"
-            )
+        local = download_verified(uri, Path(tmp))
         with warnings.catch_warnings():  # the type-hint advice again, see DocumentModel.predict
             warnings.simplefilter("ignore", UserWarning)
             loaded = mlflow.pyfunc.load_model(local)

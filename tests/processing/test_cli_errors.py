@@ -157,7 +157,8 @@ def test_a_workspace_on_a_read_only_mount_is_one_line(tmp_path, workspace):
     (tmp_path / "src" / "ws").mkdir(parents=True)
     (tmp_path / "ro").mkdir()
     mount = f"mount --bind {tmp_path / 'src'} {tmp_path / 'ro'} && mount -o remount,ro,bind {tmp_path / 'ro'}"
-    command = f"{mount} && exec {sys.executable} -m processing.run --workspace {tmp_path / 'ro' / workspace} {' '.join(LOCAL)}"
+    run = f"{sys.executable} -m processing.run --workspace {tmp_path / 'ro' / workspace} {' '.join(LOCAL)}"
+    command = f"{mount} && exec {run}"
     result = subprocess.run(["unshare", "-rm", "sh", "-c", command], capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from processing.export_model import main as export_main
 from processing.run import main as run_main
 from processing.serve import main as serve_main
 from tests.conftest import SHARED
@@ -79,11 +80,14 @@ def _server(command: list[str], env: dict[str, str], health: str):
             proc.kill()
 
 
-def test_mlflow_models_serve_reproduces_the_runs_heldout_predictions(trained):
+def test_mlflow_models_serve_reproduces_the_runs_heldout_predictions(trained, tmp_path):
+    """Served as the README says: the champion copied out by processing.export_model (digest checked)."""
     workspace, heldout, expected = trained
     assert len(heldout) == 500 and not (workspace / "features.duckdb").exists()
+    checked = tmp_path / "served-model"
+    assert export_main(["--workspace", str(workspace), "--out", str(checked)]) == 0
     port = free_port()
-    command = [str(BIN / "mlflow"), "models", "serve", "-m", MODEL, "--env-manager", "local"]
+    command = [str(BIN / "mlflow"), "models", "serve", "-m", str(checked), "--env-manager", "local"]
     with _server([*command, "-h", "127.0.0.1", "-p", str(port)], _env(workspace), f"http://127.0.0.1:{port}/ping"):
         records = json.dumps({"dataframe_records": [{"path": str(p)} for p in heldout]}).encode()
         status, body = _post(f"http://127.0.0.1:{port}/invocations", records, "application/json")
