@@ -13,6 +13,9 @@ arrays in, scores, p-values and verdicts out; numpy, scipy and scikit-learn only
   text noise: the share of words that mix letters and digits ('c0ntract', 'he11o'), what OCR of a poor
   scan leaves and clean text rarely has. Embeddings barely move under such noise (README, Monitoring),
   so this test, not the embedding tests, is what finds a batch of bad scans; it counts as drift.
+  And novel words: the share of each document's words that the reference's vocabulary lacks, what new
+  templates, renamed fields or a new source bring. The vocabulary comes from half of the reference
+  sample and the reference's own scores from the other half, so a same-distribution batch scores alike.
 """
 
 from __future__ import annotations
@@ -44,7 +47,9 @@ class MonitorConfig:
     min_share_shift: float = 0.1  # ... and total variation distance
     noise_alpha: float = 0.01  # text noise: KS p-value below this ...
     min_noise_shift: float = 0.01  # ... and the mean share of letter-digit words up by more than this
-    noise_sample: int = 1000  # documents per side read for the text-noise test
+    vocab_alpha: float = 0.01  # novel words: KS p-value below this ...
+    min_vocab_shift: float = 0.03  # ... and the mean share of words new to the reference up by more than this
+    text_sample: int = 1000  # documents per side read for the text tests (noise, novel words)
     pca_dims: int = 16  # the domain classifier reads this many principal components
     min_batch: int = 20  # fewer usable documents than this: drift is not judged ("too_small")
     pushgateway: str = ""  # host:port of a Prometheus Pushgateway; "" = textfile only
@@ -58,19 +63,19 @@ class MonitorConfig:
 
     def validate(self) -> None:
         for key in (
-            "sample_per_side", "permutations", "pca_dims", "noise_sample", "min_batch", "retrain_min_labels",
+            "sample_per_side", "permutations", "pca_dims", "text_sample", "min_batch", "retrain_min_labels",
             "retrain_label_count", "retrain_drift_streak",
         ):  # fmt: skip
             if getattr(self, key) < 1:
                 raise ValueError(f"monitor.{key} must be >= 1; got {getattr(self, key)}")
-        for key in ("alpha", "share_alpha", "noise_alpha"):
+        for key in ("alpha", "share_alpha", "noise_alpha", "vocab_alpha"):
             if not 0 < getattr(self, key) < 1:
                 raise ValueError(f"monitor.{key} must be in (0, 1); got {getattr(self, key)}")
         if not 0.5 <= self.min_auc < 1:
             raise ValueError(f"monitor.min_auc must be in [0.5, 1); got {self.min_auc}")
         if not 0 <= self.retrain_f1_drop <= 1:
             raise ValueError(f"monitor.retrain_f1_drop must be in [0, 1]; got {self.retrain_f1_drop}")
-        for key in ("min_share_shift", "min_noise_shift"):
+        for key in ("min_share_shift", "min_noise_shift", "min_vocab_shift"):
             if not 0 <= getattr(self, key) <= 1:
                 raise ValueError(f"monitor.{key} must be in [0, 1]; got {getattr(self, key)}")
 
@@ -204,6 +209,37 @@ def text_noise_test(ref_noise: np.ndarray, cur_noise: np.ndarray, config: Monito
     }
 
 
+_WORD = re.compile(r"[^\W\d_]{3,}")  # words of three letters or more: numbers, dates and codes say little
+
+
+def _words(text: str, max_words: int = 400) -> set[str]:
+    return {w.lower() for w in _WORD.findall(text)[:max_words]}
+
+
+def novel_word_scores(vocabulary: set[str], texts: list[str]) -> np.ndarray:
+    """Per document, the share of its distinct words that are not in `vocabulary`."""
+    return np.asarray([len(ws - vocabulary) / len(ws) if ws else 0.0 for ws in map(_words, texts)], dtype=float)
+
+
+def novel_words_test(ref_texts: list[str], cur_texts: list[str], config: MonitorConfig) -> dict[str, Any]:
+    """Did the batch bring words the reference never used (new templates, fields, sources)? The reference
+    sample's even documents give the vocabulary and its odd ones the reference scores: both sides are
+    then scored against a vocabulary neither helped to build. KS test and a floor on the mean shift."""
+    vocabulary = set().union(*map(_words, ref_texts[0::2]))
+    ref_scores, cur_scores = novel_word_scores(vocabulary, ref_texts[1::2]), novel_word_scores(vocabulary, cur_texts)
+    ks = stats.ks_2samp(ref_scores, cur_scores)
+    shift = float(np.mean(cur_scores) - np.mean(ref_scores))
+    return {
+        "mean": float(np.mean(cur_scores)),
+        "reference_mean": float(np.mean(ref_scores)),
+        "vocabulary": len(vocabulary),
+        "ks": float(ks.statistic),
+        "p_value": float(ks.pvalue),
+        "fired": bool(ks.pvalue < config.vocab_alpha and shift > config.min_vocab_shift),
+        "threshold": f"p < {config.vocab_alpha} and mean up by > {config.min_vocab_shift}",
+    }
+
+
 def quality_drift(
     ref_outcomes: dict[str, int], cur_outcomes: dict[str, int], ref_lengths: np.ndarray, cur_lengths: np.ndarray
 ) -> dict[str, Any]:
@@ -238,13 +274,13 @@ def embedding_drift(ref: np.ndarray, cur: np.ndarray, config: MonitorConfig) -> 
 @dataclass
 class Side:
     """One side of a comparison: its vectors, the champion's probabilities on them, outcome counts, text
-    lengths and text noise."""
+    lengths, and a sample of its texts (for the text-noise and novel-words tests)."""
 
     vectors: np.ndarray
     probabilities: np.ndarray | None = None
     outcomes: dict[str, int] = field(default_factory=dict)
     lengths: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    noise: np.ndarray = field(default_factory=lambda: np.zeros(0))  # text_noise of (a sample of) its documents
+    texts: list[str] = field(default_factory=list)  # at most monitor.text_sample of its documents' texts
 
 
 def monitor(
@@ -271,9 +307,11 @@ def monitor(
         report.prediction["mean_top_probability"] = float(current.probabilities.max(axis=1).mean())
         report.prediction["reference_mean_top_probability"] = float(reference.probabilities.max(axis=1).mean())
     report.quality = quality_drift(reference.outcomes, current.outcomes, reference.lengths, current.lengths)
-    if report.status == "judged" and len(reference.noise) and len(current.noise) >= config.min_batch:
-        report.quality["text_noise"] = text_noise_test(reference.noise, current.noise, config)
-        report.detected = report.detected or report.quality["text_noise"]["fired"]
+    if report.status == "judged" and len(reference.texts) >= 2 * config.min_batch and current.texts:
+        noise = text_noise_test(noise_scores(reference.texts), noise_scores(current.texts), config)
+        novel = novel_words_test(reference.texts, current.texts, config)
+        report.quality["text_noise"], report.quality["novel_words"] = noise, novel
+        report.detected = report.detected or noise["fired"] or novel["fired"]
     if labelled is not None and len(labelled[0]):
         y_true, y_pred = labelled
         low, high = bootstrap_macro_f1(y_true, y_pred, seed=config.seed)

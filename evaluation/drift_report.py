@@ -50,6 +50,15 @@ def markdown(report: dict[str, Any], title: str) -> str:
                 f"{noise['reference_mean']:.3f}), KS {noise['ks']:.3f}, p {noise['p_value']:.2g} "
                 f"({noise['threshold']}): {'fired' if noise['fired'] else 'ok'}",
             ]
+        novel = quality.get("novel_words")
+        if novel:
+            lines += [
+                "",
+                f"**Novel words** (share of a document's words not in the reference's vocabulary of "
+                f"{novel['vocabulary']:,}): mean {novel['mean']:.3f} (reference {novel['reference_mean']:.3f}), "
+                f"KS {novel['ks']:.3f}, p {novel['p_value']:.2g} ({novel['threshold']}): "
+                f"{'fired' if novel['fired'] else 'ok'}",
+            ]
     performance = report.get("performance") or {}
     if performance.get("labelled"):
         lines += [

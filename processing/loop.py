@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.drift import Side, monitor, noise_scores
+from evaluation.drift import Side, monitor
 from evaluation.drift_report import write_report
 from evaluation.metrics import paired_difference
 from evaluation.triggers import Evidence, retrain_reason
@@ -242,19 +242,19 @@ def _cycle(
                     champion.classifier.predict_proba(current.vectors[known]).argmax(axis=1)
                 ]
                 labelled = (np.asarray(current.labels)[known], predicted)
-        sample = config.monitor.noise_sample
+        sample = config.monitor.text_sample
         ref_side = Side(
             reference.vectors,
             champion.classifier.predict_proba(reference.vectors),
             lengths=reference.lengths,
-            noise=noise_scores(store.sample_texts(champion.feature_version, sample, splits=("train",))),
+            texts=store.sample_texts(champion.feature_version, sample, splits=("train",)),
         )
         cur_side = Side(
             current.vectors if current else np.zeros((0, reference.vectors.shape[1])),
             champion.classifier.predict_proba(current.vectors) if current else None,
             store.outcome_counts(run_id),
             current.lengths if current else np.zeros(0),
-            noise_scores(store.sample_texts(batch_fv, sample)) if batch_fv else np.zeros(0),
+            store.sample_texts(batch_fv, sample) if batch_fv else [],
         )
         report = monitor(ref_side, cur_side, champion.classes, config.monitor, labelled, recorded)
         report_files = write_report(
@@ -454,6 +454,7 @@ def _drift_summary(report: Any) -> dict[str, Any]:
         if report.prediction
         else {},
         "text_noise": report.quality.get("text_noise", {}),
+        "novel_words": report.quality.get("novel_words", {}),
         "labelled_macro_f1": report.performance.get("macro_f1"),
         "seconds": report.seconds,
     }

@@ -50,7 +50,9 @@ def drift_series(report: Any) -> list[Series]:
     """An evaluation.drift.DriftReport as series."""
     series = [
         Series(
-            "drift_detected", "1 when both embedding tests or the text-noise test fired", {(): float(report.detected)}
+            "drift_detected",
+            "1 when both embedding tests, the text-noise or the novel-words test fired",
+            {(): float(report.detected)},
         )
     ]
     for test in report.embedding:
@@ -59,6 +61,11 @@ def drift_series(report: Any) -> list[Series]:
     noise = report.quality.get("text_noise")
     if noise:
         series.append(Series("drift_text_noise", "Mean share of letter-digit words in the batch", {(): noise["mean"]}))
+    novel = report.quality.get("novel_words")
+    if novel:
+        series.append(
+            Series("drift_novel_words", "Mean share of words new to the reference, per document", {(): novel["mean"]})
+        )
     shares = report.prediction.get("shares", {})
     if shares:
         values = {(c,): v for c, v in shares.items()}

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.drift import DriftReport, MonitorConfig, Side, monitor, noise_scores
+from evaluation.drift import DriftReport, MonitorConfig, Side, monitor
 from evaluation.drift_report import write_report
 from processing.features import FeatureStore
 from processing.metrics_export import drift_series, export
@@ -37,11 +37,10 @@ def monitor_versions(
     """Every drift test between two stored feature versions; the champion (a DocumentClassifier) adds
     prediction drift and labelled performance."""
     ref, cur = store.version_rows(reference_fv, splits=("train",)), store.version_rows(current_fv)
-    ref_noise = noise_scores(store.sample_texts(reference_fv, config.noise_sample, splits=("train",)))
-    ref_side = Side(ref.vectors, lengths=ref.lengths, noise=ref_noise)
-    cur_side = Side(
-        cur.vectors, lengths=cur.lengths, noise=noise_scores(store.sample_texts(current_fv, config.noise_sample))
+    ref_side = Side(
+        ref.vectors, lengths=ref.lengths, texts=store.sample_texts(reference_fv, config.text_sample, splits=("train",))
     )
+    cur_side = Side(cur.vectors, lengths=cur.lengths, texts=store.sample_texts(current_fv, config.text_sample))
     classes: list[str] = []
     labelled = None
     if champion is not None and champion.view == "vectors":  # its probabilities from the stored vectors alone

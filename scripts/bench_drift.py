@@ -57,7 +57,7 @@ KNOBS = {  # each knob alone, at a strength a real change of sources might have
 
 
 def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
-    from evaluation.drift import Side, monitor, noise_scores
+    from evaluation.drift import Side, monitor
     from evaluation.triggers import performance_dropped
     from ingestion.corpus import BatchSpec, batch_manifest, render_entry
     from ingestion.extract import USABLE, extract_text
@@ -70,15 +70,16 @@ def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
     recorded = tracking.recorded_figures(entry)
     with FeatureStore(workspace / "features.duckdb", read_only=True) as store:
         ref = store.version_rows(champion.feature_version, splits=("train",))
-        ref_noise = noise_scores(store.sample_texts(champion.feature_version, 1000, splits=("train",)))
+        ref_texts = store.sample_texts(champion.feature_version, 1000, splits=("train",))
     embedder = Embedder(champion.embed, device="cpu")
     classes = champion.classes
-    reference = Side(ref.vectors, champion.classifier.predict_proba(ref.vectors), lengths=ref.lengths, noise=ref_noise)
+    reference = Side(ref.vectors, champion.classifier.predict_proba(ref.vectors), lengths=ref.lengths, texts=ref_texts)
     rows = []
     for kind, knob in KNOBS.items():
         n_batches = max(batches, 20) if kind == "same" else batches
         counts = {
-            s: {"embedding": 0, "text_noise": 0, "prediction": 0, "performance": 0, "any": 0} for s in (size // 2, size)
+            s: {"embedding": 0, "text_noise": 0, "novel_words": 0, "prediction": 0, "performance": 0, "any": 0}
+            for s in (size // 2, size)
         }
         start = time.perf_counter()
         for b in range(n_batches):
@@ -94,12 +95,13 @@ def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
             for n in counts:
                 predicted = np.asarray(classes)[proba[:n].argmax(axis=1)]
                 lengths = np.asarray([len(t) for t in texts[:n]], dtype=float)
-                current = Side(vectors[:n], proba[:n], lengths=lengths, noise=noise_scores(texts[:n]))
+                current = Side(vectors[:n], proba[:n], lengths=lengths, texts=texts[:n])
                 config = MonitorConfig(seed=b)
                 report = monitor(reference, current, classes, config, (np.asarray(labels[:n]), predicted), recorded)
                 fired = {
                     "embedding": bool(report.embedding) and all(t.fired for t in report.embedding),
                     "text_noise": bool(report.quality.get("text_noise", {}).get("fired")),
+                    "novel_words": bool(report.quality.get("novel_words", {}).get("fired")),
                     "prediction": bool(report.prediction.get("fired")),
                     "performance": performance_dropped(report.performance, config.retrain_f1_drop),
                 }
@@ -111,14 +113,14 @@ def knobs(workspace: Path, batches: int, size: int, out: Path | None) -> int:
             print(json.dumps(rows[-1]), flush=True)
         print(f"  {kind}: {time.perf_counter() - start:.0f} s", flush=True)
     print(
-        "\n| knob (alone) | batch size | batches | embedding drift | text noise | class shares | labelled F1 drop "
-        "| any alarm |"
+        "\n| knob (alone) | batch size | batches | embedding drift | text noise | novel words | class shares "
+        "| labelled F1 drop | any alarm |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['knob']} | {r['batch_size']} | {r['batches']} | {r['embedding']} | {r['text_noise']} | "
-            f"{r['prediction']} | {r['performance']} | {r['any']} |"
+            f"{r['novel_words']} | {r['prediction']} | {r['performance']} | {r['any']} |"
         )
     if out:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +142,9 @@ def cost(workspace: Path, n: int) -> int:
         start = time.perf_counter()
         rows = store.version_rows(champion.feature_version, splits=("train",))
         load_seconds = (time.perf_counter() - start) * n / len(rows.hashes)  # loading is linear in rows
+        start = time.perf_counter()
+        texts = store.sample_texts(champion.feature_version, MonitorConfig().text_sample, splits=("train",))
+        text_seconds = time.perf_counter() - start  # a bounded sample: once per side
         decided = store.decisions()
     rng = np.random.default_rng(0)
 
@@ -152,12 +157,12 @@ def cost(workspace: Path, n: int) -> int:
     ref, cur = side(0.0), side(0.01)
     start = time.perf_counter()
     report = monitor(
-        Side(ref, champion.classifier.predict_proba(ref), lengths=np.ones(n)),
-        Side(cur, champion.classifier.predict_proba(cur), lengths=np.ones(n)),
+        Side(ref, champion.classifier.predict_proba(ref), lengths=np.ones(n), texts=texts),
+        Side(cur, champion.classifier.predict_proba(cur), lengths=np.ones(n), texts=texts[::-1]),
         champion.classes,
         MonitorConfig(),
     )
-    seconds = time.perf_counter() - start + 2 * load_seconds
+    seconds = time.perf_counter() - start + 2 * (load_seconds + text_seconds)
     per_doc = [sum(d["stage_seconds"].values()) / d["documents"] for d in decided if d.get("documents")]
     cycle = float(np.median(per_doc)) * n if per_doc else float("nan")
     print(json.dumps({"n": n, "monitor_seconds": round(seconds, 2), "tests_seconds": report.seconds,

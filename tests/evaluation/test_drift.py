@@ -16,7 +16,7 @@ from evaluation.drift import (
     class_share_test,
     embedding_drift,
     monitor,
-    noise_scores,
+    novel_word_scores,
     text_noise,
 )
 from processing.metrics_export import Series, export
@@ -44,12 +44,12 @@ def test_same_distribution_batches_rarely_alarm_and_shifted_ones_always_do():
     assert [t.name for t in tests] == ["domain_auc", "mmd2"] and tests[0].score > config.min_auc
 
 
-def _generated_texts(start: int, n: int) -> list[str]:
+def _generated_texts(start: int, n: int, generation: int = 1) -> list[str]:
     from ingestion.compose import compose
     from ingestion.corpus import _rng, make_entry
 
     entries = [make_entry(99, "train", i, 0.0) for i in range(start, start + n)]
-    return [compose(_rng(99, e.split, e.index, "body"), e.content_label).text() for e in entries]
+    return [compose(_rng(99, e.split, e.index, "body"), e.content_label, generation).text() for e in entries]
 
 
 def test_text_noise_finds_a_batch_of_bad_scans_that_the_embeddings_miss():
@@ -60,7 +60,7 @@ def test_text_noise_finds_a_batch_of_bad_scans_that_the_embeddings_miss():
     from ingestion.compose import add_ocr_noise
 
     rng = np.random.default_rng(2)
-    reference = Side(_cloud(rng, 300), noise=noise_scores(_generated_texts(0, 300)))
+    reference = Side(_cloud(rng, 300), texts=_generated_texts(0, 300))
     clean_texts = _generated_texts(300, 100)
     noisy_rng = random.Random(3)
     noisy_texts = [
@@ -68,12 +68,28 @@ def test_text_noise_finds_a_batch_of_bad_scans_that_the_embeddings_miss():
         for i, t in enumerate(clean_texts)
     ]
     config = MonitorConfig(permutations=50)
-    clean = monitor(reference, Side(_cloud(rng, 100), noise=noise_scores(clean_texts)), [], config)
-    noisy = monitor(reference, Side(_cloud(rng, 100), noise=noise_scores(noisy_texts)), [], config)
+    clean = monitor(reference, Side(_cloud(rng, 100), texts=clean_texts), [], config)
+    noisy = monitor(reference, Side(_cloud(rng, 100), texts=noisy_texts), [], config)
     assert not clean.quality["text_noise"]["fired"] and not clean.detected
     assert noisy.quality["text_noise"]["fired"] and noisy.detected
     assert not any(t.fired for t in noisy.embedding)  # the vectors are the same cloud: only the text moved
     assert text_noise("he11o w0rld, the c0ntract") == pytest.approx(3 / 4) and text_noise("") == 0.0
+
+
+def test_novel_words_find_a_new_template_generation_that_the_embeddings_miss():
+    """Half of a 50-document batch in the generator's second template generation (other wording and fields):
+    the novel-words test fires; a same-distribution batch of 50 fires nothing."""
+    rng = np.random.default_rng(4)
+    reference = Side(_cloud(rng, 400), texts=_generated_texts(0, 400))
+    config = MonitorConfig(permutations=50)
+    same = monitor(reference, Side(_cloud(rng, 50), texts=_generated_texts(1000, 50)), [], config)
+    mixed = _generated_texts(2000, 25) + _generated_texts(2025, 25, generation=2)
+    newer = monitor(reference, Side(_cloud(rng, 50), texts=mixed), [], config)
+    assert not same.quality["novel_words"]["fired"] and not same.detected
+    assert newer.quality["novel_words"]["fired"] and newer.detected
+    assert not newer.quality["text_noise"]["fired"] and not any(t.fired for t in newer.embedding)
+    assert newer.quality["novel_words"]["mean"] > newer.quality["novel_words"]["reference_mean"] + 0.03
+    assert list(novel_word_scores({"the", "invoice"}, ["The invoice, the TOTAL 42", ""])) == pytest.approx([1 / 3, 0])
 
 
 def test_a_batch_below_min_batch_is_not_judged():
