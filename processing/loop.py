@@ -163,6 +163,12 @@ def run_cycle(
                 log(f"cycle {batch.batch_id}: already decided; {added} new labels recorded for the next cycle")
             fields = CycleResult.__dataclass_fields__
             return CycleResult(**{k: v for k, v in done.items() if k in fields} | {"already_decided": True})
+        recovered = _interrupted_gate(registry, batch, champion_entry)
+        if recovered is not None:  # killed after its gate acted: record what the gate did, train nothing again
+            store.add_labels(labels, batch.batch_id, "labels")
+            store.record_decision(batch.batch_id, _row(recovered))
+            log(f"cycle {batch.batch_id}: {recovered.decision} ({recovered.reason})")
+            return recovered
         run_id = time.strftime("cycle-%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6]
         store.begin_run(run_id, f"cycle:{input_dir}", config.to_dict())
         try:
@@ -185,6 +191,34 @@ def run_cycle(
         store.record_decision(batch.batch_id, _row(result))
     log(f"cycle {batch.batch_id}: {result.decision} ({result.reason})")
     return result
+
+
+def _interrupted_gate(registry: str, batch: Batch, champion_entry: Any) -> CycleResult | None:
+    """What the gate did in an earlier run of this batch that was killed before its decision was written
+    (MLflow holds the registry, DuckDB the decisions: no commit spans both). A challenger the gate had
+    tagged, or that holds the champion alias, was judged: that is the decision. One registered but never
+    judged is marked abandoned, and the rerun trains and judges again: the alias never moves twice."""
+    for version in tracking.batch_challengers(registry, batch.batch_id):
+        gate, holds_alias = version.tags.get("gate"), str(version.version) == str(champion_entry.version)
+        if gate == "abandoned" or (gate is None and not holds_alias):
+            if gate is None:
+                reason = "its cycle was killed before the gate judged it; the rerun trained again"
+                tags = {"gate": "abandoned", "gate_reason": reason}
+                tracking.set_model_version_tags(registry, str(version.version), tags)
+            continue
+        decision = gate or "promoted"
+        return CycleResult(
+            batch.batch_id,
+            batch.input,
+            decision,
+            f"recorded on rerun: the killed cycle's gate had {decision} version {version.version} "
+            f"({version.tags.get('gate_reason', 'its reason was not recorded')})",
+            champion_version_before=version.tags.get("champion_before"),
+            champion_version_after=str(champion_entry.version),
+            challenger_version=str(version.version),
+            feature_version=version.tags.get("feature_version"),
+        )
+    return None
 
 
 def _cycle(

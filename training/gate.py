@@ -103,8 +103,9 @@ def challenge_gate(
     """The loop's gate: register the challenger, then promote it only if `judge` says it wins."""
     registry = config.registry_model
     current = tracking.champion(registry)
+    before = {"champion_before": str(current.version)} if current else {}  # what a rerun after a kill reports
     version = tracking.register_challenger(
-        model_uri, registry, {**tags, "classifier": name, "heldout_macro_f1": f"{macro_f1:.6f}"}
+        model_uri, registry, {**tags, **before, "classifier": name, "heldout_macro_f1": f"{macro_f1:.6f}"}
     )
     wins, reason = judge(challenge, config.promotion_margin, config.heldout_tolerance)
     if wins:

@@ -355,6 +355,12 @@ def register_challenger(model_uri: str, registry_name: str, tags: dict[str, str]
     return version
 
 
+def batch_challengers(registry_name: str, batch_id: str) -> list[Any]:
+    """The model versions that cycles of this batch registered (tag cycle_batch), oldest first."""
+    versions = MlflowClient().search_model_versions(f"name='{registry_name}'")
+    return sorted((v for v in versions if v.tags.get("cycle_batch") == batch_id), key=lambda v: int(v.version))
+
+
 def set_model_version_tags(registry_name: str, version: str, tags: dict[str, str]) -> None:
     client = MlflowClient()
     for key, value in tags.items():

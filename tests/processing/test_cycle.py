@@ -105,10 +105,11 @@ def test_bad_batches_are_one_line_errors_and_unreadable_only_batches_are_reporte
     assert len(pq.read_table(summary["predictions"])) == 3
 
 
-@pytest.mark.parametrize("kill_after", ["cycle: ", "[docscale] select: "])
+# After the batch's features are stored; while the challenger trains; as the gate registers it (MLflow's line).
+@pytest.mark.parametrize("kill_after", ["cycle: ", "[docscale] select: ", "Created version"])
 def test_a_cycle_killed_mid_way_is_decided_once_by_its_rerun(scenario, tmp_path, kill_after):
-    """SIGKILL after the batch's features are stored, or while the challenger trains; the rerun of the
-    same batch decides it once, and the champion alias ends where the recorded decision says."""
+    """SIGKILL at a point of the cycle; the rerun of the same batch decides it once, and the champion alias
+    ends where the recorded decision says."""
     import os
     import signal
     import subprocess
@@ -149,3 +150,37 @@ def test_a_cycle_killed_mid_way_is_decided_once_by_its_rerun(scenario, tmp_path,
     client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
     champion = client.get_model_version_by_alias("docscale-classifier", "champion")
     assert str(champion.version) == str(result["champion_version_after"])
+
+
+def test_a_cycle_killed_after_its_gate_acted_records_that_decision_and_trains_nothing_again(scenario, tmp_path):
+    """The state a kill between the gate (MLflow: challenger registered, alias moved or not) and the decision
+    row (DuckDB) leaves, made by deleting the decision row of a finished cycle: the rerun records what the
+    gate did, registers no second challenger, and leaves the alias where it is."""
+    from ingestion.corpus import BatchSpec
+    from processing.scenario import write_batch
+
+    workspace, _, _ = scenario
+    folder, labels = write_batch(
+        tmp_path, 1234, BatchSpec("E-gate", size=60, generation_2_share=1.0, labelled_share=0.8)
+    )
+    args = ["--input", str(folder), "--labels", str(labels), "--workspace", str(workspace), "--retrain", *FAST]
+    first, rerun = tmp_path / "first.json", tmp_path / "rerun.json"
+    assert cycle_main([*args, "--summary", str(first)]) == 0
+    decided = json.loads(first.read_text())
+    assert decided["decision"] in ("promoted", "rejected") and decided["challenger_version"]
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    versions = len(client.search_model_versions("name='docscale-classifier'"))
+    with duckdb.connect(str(workspace / "features.duckdb")) as con:
+        con.execute("DELETE FROM decisions WHERE batch_id = ?", [decided["batch_id"]])
+
+    assert cycle_main([*args, "--summary", str(rerun)]) == 0
+    again = json.loads(rerun.read_text())
+    assert "recorded on rerun" in again["reason"]
+    keys = ("decision", "challenger_version", "champion_version_before", "champion_version_after")
+    assert {k: again[k] for k in keys} == {k: decided[k] for k in keys}
+    assert len(client.search_model_versions("name='docscale-classifier'")) == versions
+    champion = client.get_model_version_by_alias("docscale-classifier", "champion")
+    assert str(champion.version) == decided["champion_version_after"]
+    with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
+        rows = con.execute("SELECT decision FROM decisions WHERE batch_id = ?", [decided["batch_id"]]).fetchall()
+    assert rows == [(decided["decision"],)]
