@@ -88,7 +88,9 @@ def test_mlflow_models_serve_reproduces_the_runs_heldout_predictions(trained, tm
     assert export_main(["--workspace", str(workspace), "--out", str(checked)]) == 0
     port = free_port()
     command = [str(BIN / "mlflow"), "models", "serve", "-m", str(checked), "--env-manager", "local"]
-    with _server([*command, "-h", "127.0.0.1", "-p", str(port)], _env(workspace), f"http://127.0.0.1:{port}/ping"):
+    # 500 PDFs in one request: past MLflow's 60 s request limit on a loaded 2-core machine (README, Serving).
+    env = {**_env(workspace), "MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT": "900"}
+    with _server([*command, "-h", "127.0.0.1", "-p", str(port)], env, f"http://127.0.0.1:{port}/ping"):
         records = json.dumps({"dataframe_records": [{"path": str(p)} for p in heldout]}).encode()
         status, body = _post(f"http://127.0.0.1:{port}/invocations", records, "application/json")
     assert status == 200, body
