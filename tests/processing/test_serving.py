@@ -55,7 +55,11 @@ def _post(url: str, body: bytes, content_type: str) -> tuple[int, dict]:
         with urllib.request.urlopen(request, timeout=600) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
+        text = exc.read().decode(errors="replace")
+        try:
+            return exc.code, json.loads(text)
+        except json.JSONDecodeError:  # e.g. MLflow's plain-text "Request processing time exceeded limit"
+            return exc.code, {"error": text}
 
 
 def _mismatches(paths: list[Path], labels: list[str], expected: dict[str, str]) -> list[str]:
