@@ -112,7 +112,7 @@ def resolve_device(device: str) -> str:
 
 # Bump when the vectors for the same inputs change (the key of cached embeddings carries it).
 CHUNKING_VERSION = 2  # 2: windows cut from token ids, not decoded text
-ONNX_GRAPH = "opt2"  # processing.onnx_encoder.GRAPH_VERSION: the optimised, then quantised graph
+ONNX_GRAPH = "opt3"  # processing.onnx_encoder.GRAPH_VERSION: the optimised, then quantised graph
 
 
 def embedder_id(config: EmbedConfig) -> str:

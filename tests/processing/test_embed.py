@@ -92,3 +92,12 @@ def test_token_batches_respect_the_budget_and_cover_every_row():
     assert batches[0] == (0, 1) and batches[-1][1] == len(lengths)
     assert all((end - start) * lengths[start] <= 400 or end - start == 1 for start, end in batches)
     assert [i for s, e in batches for i in range(s, e)] == list(range(len(lengths)))
+
+
+def test_the_embedder_id_names_the_current_int8_recipe():
+    """Vectors of another int8 recipe must never be reused: the recipe's version is part of the embedder id."""
+    from processing import onnx_encoder
+    from processing.embed import ONNX_GRAPH, embedder_id
+
+    assert ONNX_GRAPH == onnx_encoder.GRAPH_VERSION
+    assert embedder_id(EmbedConfig(backend="onnx-int8")) != embedder_id(EmbedConfig(backend="torch"))
