@@ -1,0 +1,196 @@
+"""What else was tried on real documents, and why it is not the default: variants scored three ways.
+
+For each variant on ../shared/corpora/texlive-dev (see scripts/bench_real.py for docscale itself):
+- `cv`: stratified 5-fold cross-validation on train/, as docscale's model selection runs it;
+- `grouped cv`: the same, but folds split by package (the file name's `<package path>__` prefix), so
+  related manuals never straddle a fold, as they never straddle train/ and test/;
+- `test`: fitted on all of train/, scored on test/.
+Every figure is macro-F1. Selection used only the first two; test/ is shown so the reader can see how far
+each estimate is from the truth, not to choose.
+
+    .venv/bin/python scripts/bench_real_variants.py          # about 10 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import f1_score
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+from sklearn.pipeline import make_pipeline
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ingestion.extract import ExtractConfig, extract_files  # noqa: E402
+from training.classifiers import TextAndVectors, TrainConfig, build_classifier  # noqa: E402
+
+DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "texlive-dev"
+
+
+def producer_words(path: str) -> str:
+    """The PDF's Producer and Creator (e.g. 'LuaTeX-1.15.0', 'xdvipdfmx', 'LaTeX with hyperref') as words."""
+    import pypdfium2 as pdfium
+
+    document = pdfium.PdfDocument(path)
+    try:
+        meta = document.get_metadata_dict()
+    finally:
+        document.close()
+    found = re.findall(r"[a-z]+", (meta.get("Producer", "") + " " + meta.get("Creator", "")).lower())
+    return " ".join("pdfmeta" + word for word in found)
+
+
+def load(folder: Path, embedder: object) -> dict[str, list]:
+    paths = sorted(str(p) for p in folder.glob("*/*.pdf"))
+    texts = [r.extraction.text if r.extraction else "" for r in extract_files(paths, ExtractConfig())]
+    return {
+        "labels": [Path(p).parent.name for p in paths],
+        "packages": [Path(p).name.rsplit("__", 1)[0] for p in paths],
+        "texts": texts,
+        "vectors": list(embedder.encode(texts)),
+        "meta": [producer_words(p) for p in paths],
+    }
+
+
+class Rows:
+    """One document as every variant may read it: text, MiniLM vector, metadata words."""
+
+    def __init__(self, data: dict[str, list], clip: int | None = None) -> None:
+        self.rows = [
+            (text[:clip] if clip else text, vector, meta)
+            for text, vector, meta in zip(data["texts"], data["vectors"], data["meta"], strict=True)
+        ]
+
+
+class Variant(ClassifierMixin, BaseEstimator):
+    """A classifier over (text, vector, meta) rows: `view` picks what the inner model reads."""
+
+    def __init__(self, make: Callable[[], object], view: Callable[[list], object]) -> None:
+        self.make, self.view = make, view
+
+    def fit(self, rows: list, y: np.ndarray) -> Variant:
+        self.model_ = self.make().fit(self.view(rows), y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict_proba(self, rows: list) -> np.ndarray:
+        return self.model_.predict_proba(self.view(rows))
+
+    def predict(self, rows: list) -> np.ndarray:
+        return self.classes_[self.predict_proba(rows).argmax(axis=1)]
+
+
+class SoftVote(ClassifierMixin, BaseEstimator):
+    """The mean of several variants' probabilities."""
+
+    def __init__(self, members: list[Callable[[], Variant]]) -> None:
+        self.members = members
+
+    def fit(self, rows: list, y: np.ndarray) -> SoftVote:
+        self.fitted_ = [make().fit(rows, y) for make in self.members]
+        self.classes_ = self.fitted_[0].classes_
+        return self
+
+    def predict(self, rows: list) -> np.ndarray:
+        return self.classes_[np.mean([m.predict_proba(rows) for m in self.fitted_], axis=0).argmax(axis=1)]
+
+
+def texts(rows: list) -> list[str]:
+    return [r[0] for r in rows]
+
+
+def vectors(rows: list) -> np.ndarray:
+    return np.stack([r[1] for r in rows])
+
+
+def fused(rows: list) -> list:
+    return [(r[0], r[1]) for r in rows]
+
+
+def with_meta(rows: list) -> list:
+    return [(r[0] + " " + r[2], r[1]) for r in rows]
+
+
+def docscale_model(name: str, **params: float) -> Callable[[], Variant]:
+    config = TrainConfig(**params)  # type: ignore[arg-type]
+    view = {"tfidf": texts, "svm": texts, "logreg": vectors, "fusion": fused}[name]
+    return lambda: Variant(lambda: build_classifier(name, config), view)
+
+
+def fusion_meta(meta_weight: float) -> Callable[[], Variant]:
+    """Fusion with the metadata words as their own TF-IDF block, `meta_weight` times unit length."""
+    from scipy import sparse
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    class MetaBlock(BaseEstimator):
+        def fit(self, rows: list, y: object = None) -> MetaBlock:
+            self.fusion_ = TextAndVectors().fit(fused(rows))
+            self.meta_ = TfidfVectorizer(min_df=2).fit([r[2] for r in rows])
+            return self
+
+        def transform(self, rows: list) -> object:
+            meta = self.meta_.transform([r[2] for r in rows]) * meta_weight
+            return sparse.hstack([self.fusion_.transform(fused(rows)), meta]).tocsr()
+
+    return lambda: Variant(lambda: make_pipeline(MetaBlock(), LogisticRegression(C=10, max_iter=3000)), list)
+
+
+VARIANTS: dict[str, tuple[Callable[[], object], int | None]] = {
+    "tfidf (docscale)": (docscale_model("tfidf"), None),
+    "svm (docscale)": (docscale_model("svm"), None),
+    "fusion (docscale, C 10)": (docscale_model("fusion"), None),
+    "fusion, C 3": (docscale_model("fusion", fusion_c=3.0), None),
+    "fusion, C 30": (docscale_model("fusion", fusion_c=30.0), None),
+    "fusion, MiniLM weight 1.0": (docscale_model("fusion", fusion_weight=1.0), None),
+    "fusion, first 20,000 characters only": (docscale_model("fusion"), 20000),
+    "fusion + PDF producer/creator words (block weight 0.5)": (fusion_meta(0.5), None),
+    "fusion + PDF producer/creator words (block weight 1.0)": (fusion_meta(1.0), None),
+    "soft vote: svm + logreg (MiniLM)": (lambda: SoftVote([docscale_model("svm"), docscale_model("logreg")]), None),
+}
+
+
+def score(make: Callable[[], object], rows: list, y: np.ndarray, folds: object, groups: list[str]) -> float:
+    predicted = np.empty(len(y), dtype=object)
+    for fit_on, held in folds.split(np.zeros(len(y)), y, groups):  # type: ignore[attr-defined]
+        model = make().fit([rows[i] for i in fit_on], y[fit_on])  # type: ignore[attr-defined]
+        predicted[held] = model.predict([rows[i] for i in held])  # type: ignore[attr-defined]
+    return float(f1_score(y, predicted.astype(str), average="macro"))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    args = parser.parse_args()
+    if not (args.corpus / "train").is_dir() or not (args.corpus / "test").is_dir():
+        print(f"error: --corpus {args.corpus} needs train/<class>/ and test/<class>/ folders of PDFs", file=sys.stderr)
+        return 2
+    from processing.embed import EmbedConfig, Embedder
+
+    warnings.filterwarnings("ignore")  # convergence chatter from small folds; the scores say what it costs
+    embedder = Embedder(EmbedConfig(), device="cpu")
+    train, test = load(args.corpus / "train", embedder), load(args.corpus / "test", embedder)
+    y = np.asarray(train["labels"])
+    stratified = StratifiedKFold(5, shuffle=True, random_state=0)
+    grouped = StratifiedGroupKFold(5, shuffle=True, random_state=0)
+    print("| variant | cv | grouped cv | test |\n|---|---:|---:|---:|")
+    for name, (make, clip) in VARIANTS.items():
+        rows, test_rows = Rows(train, clip).rows, Rows(test, clip).rows
+        cv = score(make, rows, y, stratified, train["packages"])
+        by_package = score(make, rows, y, grouped, train["packages"])
+        predicted = make().fit(rows, y).predict(test_rows)  # type: ignore[attr-defined]
+        on_test = f1_score(test["labels"], predicted, average="macro")
+        print(f"| {name} | {cv:.3f} | {by_package:.3f} | {on_test:.3f} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
