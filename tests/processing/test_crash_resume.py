@@ -32,16 +32,23 @@ ARGS = [
 ]
 
 
-def test_kill_during_embedding_then_rerun_completes_without_duplicates(tmp_path, ray_session):
-    workspace = tmp_path / "ws"
-    child = subprocess.Popen(
+def _start_run(workspace) -> subprocess.Popen:
+    """processing.run in its own process group, a progress line per committed batch on its stderr."""
+    return subprocess.Popen(
         [sys.executable, "-m", "processing.run", *ARGS, "--workspace", str(workspace)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
         start_new_session=True,
-        env={**os.environ, "DOCSCALE_PROGRESS_SECONDS": "0"},  # a progress line per committed batch
+        env={**os.environ, "DOCSCALE_PROGRESS_SECONDS": "0"},
+        # A terminal's default: a suite started in the background (nohup, &) would pass SIGINT on ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def test_kill_during_embedding_then_rerun_completes_without_duplicates(tmp_path, ray_session):
+    workspace = tmp_path / "ws"
+    child = _start_run(workspace)
     try:
         for line in child.stderr:
             # "embed: 32/195" is printed after the first batch of 16 was committed, before the second is.
@@ -77,16 +84,7 @@ def test_kill_during_embedding_then_rerun_completes_without_duplicates(tmp_path,
 def test_ctrl_c_during_embedding_is_one_line_and_the_rerun_resumes(tmp_path, ray_session):
     """Ctrl-C in a terminal: SIGINT to the driver's whole process group, mid-embedding."""
     workspace = tmp_path / "ws"
-    child = subprocess.Popen(
-        [sys.executable, "-m", "processing.run", *ARGS, "--workspace", str(workspace)],
-        stderr=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        text=True,
-        start_new_session=True,
-        env={**os.environ, "DOCSCALE_PROGRESS_SECONDS": "0"},
-        # A terminal's default: a suite started in the background (nohup, &) would pass SIGINT on ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    child = _start_run(workspace)
     lines = []
     try:
         for line in child.stderr:
