@@ -1,0 +1,81 @@
+"""Peak memory of training one classifier on a feature version's texts, and of its feature steps alone.
+
+    python scripts/bench_train_memory.py --workspace W --classifier svm --documents 14000
+
+Each measurement runs in a fresh process (so each peak is its own), side by side in one run: the
+process' base after loading the texts, the peak of the classifier's feature steps (fit_transform of all
+but the last pipeline step), and the peak of the whole fit. Text classifiers only (tfidf, svm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+def peak_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def measure(workspace: Path, classifier: str, documents: int, part: str) -> dict[str, float]:
+    import numpy as np
+
+    from processing.features.store import FeatureStore
+    from training.classifiers import TrainConfig, build_classifier
+
+    with FeatureStore(workspace / "features.duckdb", read_only=True) as store:
+        version = store.versions()[-1]["version_id"]
+        texts, _ = store.load_texts(version)
+        labels = store.version_rows(version, splits=("train",)).labels  # same order as the texts
+    texts, y = texts[:documents], np.asarray(labels[:documents])
+    base, start = peak_mib(), time.monotonic()
+    model = build_classifier(classifier, TrainConfig())
+    nonzeros = 0
+    if part == "features":
+        nonzeros = model[:-1].fit_transform(texts, y).nnz
+    else:
+        model.fit(texts, y)
+    seconds = time.monotonic() - start
+    return {"base_mib": base, "peak_mib": peak_mib(), "seconds": seconds, "nonzeros": nonzeros}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--workspace", type=Path, required=True)
+    parser.add_argument("--classifier", default="svm", choices=("tfidf", "svm"))
+    parser.add_argument("--documents", type=int, default=14000)
+    parser.add_argument("--part", choices=("features", "fit"), help=argparse.SUPPRESS)  # one child's share
+    args = parser.parse_args()
+    if args.part:
+        print(json.dumps(measure(args.workspace, args.classifier, args.documents, args.part)))
+        return 0
+    if not (args.workspace / "features.duckdb").is_file():
+        print(f"error: --workspace {args.workspace} has no features.duckdb; run processing.run first", file=sys.stderr)
+        return 2
+    print(f"{args.classifier} on {args.documents} texts of {args.workspace}")
+    for part in ("features", "fit"):
+        child = [sys.executable, __file__, "--workspace", str(args.workspace), "--classifier", args.classifier]
+        child += ["--documents", str(args.documents), "--part", part]
+        out = subprocess.run(child, capture_output=True, text=True)
+        if out.returncode:
+            print(out.stderr.strip().splitlines()[-1], file=sys.stderr)
+            return 1
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        extra = f", {r['nonzeros'] / 1e6:.1f}M non-zeros" if r["nonzeros"] else ""
+        print(
+            f"  {part:8s} {r['seconds']:6.0f} s  base {r['base_mib']:6.0f} MiB  peak {r['peak_mib']:6.0f} MiB"
+            f"  (+{r['peak_mib'] - r['base_mib']:.0f}){extra}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
