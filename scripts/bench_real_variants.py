@@ -61,14 +61,13 @@ def load(folder: Path, embedder: object) -> dict[str, list]:
     }
 
 
-class Rows:
-    """One document as every variant may read it: text, MiniLM vector, metadata words."""
-
-    def __init__(self, data: dict[str, list], clip: int | None = None) -> None:
-        self.rows = [
-            (text[:clip] if clip else text, vector, meta)
-            for text, vector, meta in zip(data["texts"], data["vectors"], data["meta"], strict=True)
-        ]
+def rows_of(data: dict[str, list], clip: int | None = None) -> list[tuple[str, np.ndarray, str]]:
+    """Each document as every variant may read it: text (its first `clip` characters), MiniLM vector,
+    metadata words."""
+    return [
+        (text[:clip] if clip else text, vector, meta)
+        for text, vector, meta in zip(data["texts"], data["vectors"], data["meta"], strict=True)
+    ]
 
 
 class Variant(ClassifierMixin, BaseEstimator):
@@ -183,7 +182,7 @@ def main() -> int:
     grouped = StratifiedGroupKFold(5, shuffle=True, random_state=0)
     print("| variant | cv | grouped cv | test |\n|---|---:|---:|---:|")
     for name, (make, clip) in VARIANTS.items():
-        rows, test_rows = Rows(train, clip).rows, Rows(test, clip).rows
+        rows, test_rows = rows_of(train, clip), rows_of(test, clip)
         cv = score(make, rows, y, stratified, train["packages"])
         by_package = score(make, rows, y, grouped, train["packages"])
         predicted = make().fit(rows, y).predict(test_rows)  # type: ignore[attr-defined]
