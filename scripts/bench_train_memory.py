@@ -4,7 +4,9 @@
 
 Each measurement runs in a fresh process (so each peak is its own), side by side in one run: the
 process' base after loading the texts, the peak of the classifier's feature steps (fit_transform of all
-but the last pipeline step), and the peak of the whole fit. Text classifiers only (tfidf, svm).
+but the last pipeline step), and the peak of the whole fit. Text classifiers only (tfidf, svm). Then the
+character 2-5-grams alone (svm's larger half), counted as svm counts them and hashed in chunks of 1,000
+documents (no vocabulary), to see whether hashing would lower the peak.
 """
 
 from __future__ import annotations
@@ -16,13 +18,27 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+PARTS = ("features", "fit", "chars-counted", "chars-hashed")
 
 
 def peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def character_ngrams(texts: list[str], hashed: bool) -> Any:
+    from scipy import sparse
+    from sklearn.feature_extraction.text import CountVectorizer, HashingVectorizer
+
+    if not hashed:
+        return CountVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, max_features=50000).fit_transform(
+            texts
+        )
+    hasher = HashingVectorizer(analyzer="char_wb", ngram_range=(2, 5), alternate_sign=False, norm=None)
+    return sparse.vstack([hasher.transform(texts[i : i + 1000]) for i in range(0, len(texts), 1000)]).tocsr()
 
 
 def measure(workspace: Path, classifier: str, documents: int, part: str) -> dict[str, float]:
@@ -41,8 +57,10 @@ def measure(workspace: Path, classifier: str, documents: int, part: str) -> dict
     nonzeros = 0
     if part == "features":
         nonzeros = model[:-1].fit_transform(texts, y).nnz
-    else:
+    elif part == "fit":
         model.fit(texts, y)
+    else:
+        nonzeros = character_ngrams(texts, hashed=part == "chars-hashed").nnz
     seconds = time.monotonic() - start
     return {"base_mib": base, "peak_mib": peak_mib(), "seconds": seconds, "nonzeros": nonzeros}
 
@@ -52,7 +70,7 @@ def main() -> int:
     parser.add_argument("--workspace", type=Path, required=True)
     parser.add_argument("--classifier", default="svm", choices=("tfidf", "svm"))
     parser.add_argument("--documents", type=int, default=14000)
-    parser.add_argument("--part", choices=("features", "fit"), help=argparse.SUPPRESS)  # one child's share
+    parser.add_argument("--part", choices=PARTS, help=argparse.SUPPRESS)  # one child's share
     args = parser.parse_args()
     if args.part:
         print(json.dumps(measure(args.workspace, args.classifier, args.documents, args.part)))
@@ -61,7 +79,7 @@ def main() -> int:
         print(f"error: --workspace {args.workspace} has no features.duckdb; run processing.run first", file=sys.stderr)
         return 2
     print(f"{args.classifier} on {args.documents} texts of {args.workspace}")
-    for part in ("features", "fit"):
+    for part in PARTS:
         child = [sys.executable, __file__, "--workspace", str(args.workspace), "--classifier", args.classifier]
         child += ["--documents", str(args.documents), "--part", part]
         out = subprocess.run(child, capture_output=True, text=True)
@@ -71,7 +89,7 @@ def main() -> int:
         r = json.loads(out.stdout.strip().splitlines()[-1])
         extra = f", {r['nonzeros'] / 1e6:.1f}M non-zeros" if r["nonzeros"] else ""
         print(
-            f"  {part:8s} {r['seconds']:6.0f} s  base {r['base_mib']:6.0f} MiB  peak {r['peak_mib']:6.0f} MiB"
+            f"  {part:13s} {r['seconds']:6.0f} s  base {r['base_mib']:6.0f} MiB  peak {r['peak_mib']:6.0f} MiB"
             f"  (+{r['peak_mib'] - r['base_mib']:.0f}){extra}"
         )
     return 0
