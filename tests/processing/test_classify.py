@@ -54,18 +54,17 @@ def test_a_fused_model_reads_text_and_embeddings_of_uploaded_pdfs():
     from ingestion.corpus import CorpusEntry, render_entry
     from ingestion.extract import ExtractConfig, extract_text
     from processing.classify import Document, DocumentClassifier
-    from processing.embed import EmbedConfig, Embedder, embedder_id
+    from processing.embed import EmbedConfig, Embedder, concrete_backend, embedder_id
     from training.classifiers import TrainConfig, fused_rows, train_classifier
 
     labels = ["invoice", "contract", "lab_report"]
     pdfs = [(label, render_entry(2, CorpusEntry("train", i, label))) for i in range(6) for label in labels]
     texts = [extract_text(data, ExtractConfig(ocr="off")).text for _, data in pdfs]
-    embedder = Embedder(EmbedConfig(), device="cpu")
+    embed = concrete_backend(EmbedConfig(), gpus=0)  # the CPU default, as a run records it
+    embedder = Embedder(embed, device="cpu")
     y = np.array([label for label, _ in pdfs])
     fusion = train_classifier("fusion", fused_rows(texts, embedder.encode(texts)), y, TrainConfig())
-    model = DocumentClassifier(
-        fusion, "fusion", ExtractConfig(), EmbedConfig(), embedder_id(EmbedConfig()), "fv-x", "both"
-    )
+    model = DocumentClassifier(fusion, "fusion", ExtractConfig(), embed, embedder_id(embed), "fv-x", "both")
     try:
         rows = model.classify([Document(f"{label}.pdf", data) for label, data in pdfs[:3]])
     finally:
