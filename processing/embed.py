@@ -256,8 +256,7 @@ class Embedder:
         if len(lengths) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         if self.onnx is not None:
-            pad = self.tokenizer.pad_token_id or 0
-            return self.onnx.encode_windows(flat_ids, lengths, self.batch_size * self.seq_len, pad)
+            return self.onnx.encode_windows(flat_ids, lengths)
         order = np.argsort(-lengths, kind="stable")
         starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
         device = self.device
