@@ -52,7 +52,7 @@ class EmbedConfig:
     token_budget: int = 256  # tokens read per document; more embeds 256-token windows and averages them
     stream: str = "auto"  # embed while extracting: auto = when the cluster has GPUs; on; off
     actor_resource: str = ""  # a custom Ray resource the embedding actor must sit on ("" = anywhere)
-    batch_size: int = 0  # texts per forward pass at the full window (a token budget); 0 = auto by device
+    batch_size: int = 0  # torch: texts per forward pass at the full window (a token budget); 0 = auto by device
     max_chars: int = 2000  # characters kept before tokenising: ~8 per token covers token_budget 256
     texts_per_call: int = 0  # texts sent to an embedding actor per call; 0 = auto by device
     tokenize: str = "auto"  # where texts become token ids: auto = CPU tasks when embedding on a GPU; actor; tasks
