@@ -100,7 +100,7 @@ class FeatureStore(VersionsMixin, CyclesMixin):
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
-                self.con = duckdb.connect(str(self.path), read_only=read_only)
+                self.con = _Interruptible(duckdb.connect(str(self.path), read_only=read_only))
                 break
             except duckdb.IOException as exc:
                 if "lock" not in str(exc).lower():
@@ -423,3 +423,36 @@ class _Transaction:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+class _Interruptible:
+    """The DuckDB connection, except that Ctrl-C stays a KeyboardInterrupt. A SIGINT that lands while a
+    query runs is turned by DuckDB into its own InterruptException, which would escape the conductors'
+    one-line handling of Ctrl-C as a traceback (exit 1 instead of 130)."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def execute(self, *args: Any) -> duckdb.DuckDBPyConnection:
+        return _as_keyboard_interrupt(self._con.execute, *args)
+
+    def sql(self, *args: Any, **kwargs: Any) -> _InterruptibleRelation:
+        return _InterruptibleRelation(self._con.sql(*args, **kwargs))  # runs when its rows are fetched
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._con, name)
+
+
+class _InterruptibleRelation:
+    def __init__(self, relation: duckdb.DuckDBPyRelation) -> None:
+        self._relation = relation
+
+    def to_arrow_table(self) -> Any:
+        return _as_keyboard_interrupt(self._relation.to_arrow_table)
+
+
+def _as_keyboard_interrupt(call: Any, *args: Any) -> Any:
+    try:
+        return call(*args)
+    except duckdb.InterruptException as error:
+        raise KeyboardInterrupt from error

@@ -148,3 +148,18 @@ def test_a_workspace_with_vectors_keyed_by_file_is_migrated(tmp_path):
         assert store.missing_embeddings(["h1", "h2", "h4"], "emb", "ex1") == ["h4"]
         np.testing.assert_array_equal(store.load_vectors(["h2", "h1"], "emb", "ex1"), [[3, 4], [1, 2]])
         assert store.count("text_embeddings_2") == 2
+
+
+def test_ctrl_c_during_a_query_is_a_keyboard_interrupt_and_the_store_stays_usable(tmp_path):
+    """DuckDB turns a SIGINT that lands mid-query into its own exception; the conductors answer Ctrl-C
+    (KeyboardInterrupt) with one line and exit 130, so the store hands it on as a KeyboardInterrupt.
+    con.interrupt() is what DuckDB's own SIGINT handling calls."""
+    import threading
+
+    with FeatureStore(tmp_path / "f.duckdb") as store:
+        timer = threading.Timer(0.5, store.con.interrupt)
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            store.con.execute("SELECT count(*) FROM range(1000000000000) a")
+        timer.join()
+        assert store.con.execute("SELECT 42").fetchall() == [(42,)]
