@@ -64,7 +64,8 @@ def baselines(corpus: Path) -> dict[str, dict[str, float]]:
     config = ExtractConfig()
     train_text = [r.extraction.text for r in extract_files(train_paths, config)]
     test_text = [r.extraction.text for r in extract_files(test_paths, config)]
-    tfidf = make_pipeline(TfidfVectorizer(sublinear_tf=True), LogisticRegression(max_iter=2000))
+    # sklearn's defaults, as the corpus README measured its baseline (0.583 there; sublinear tf scores 0.505 here)
+    tfidf = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=2000))
     out = {"TF-IDF + logistic regression": figures(y_test, list(tfidf.fit(train_text, y_train).predict(test_text)))}
     embedder = Embedder(EmbedConfig(), device="cpu")
     minilm = LogisticRegression(max_iter=2000).fit(embedder.encode(train_text), y_train)
