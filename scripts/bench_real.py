@@ -90,16 +90,22 @@ def baselines(corpus: Path) -> dict[str, list[str]]:
     return out
 
 
-def spread_vectors(embedder: object, texts: list[str], windows: int = 8, chars: int = 1500) -> np.ndarray:
+def window_vectors(embedder: object, texts: list[str], windows: int = 8, chars: int = 1500) -> list[np.ndarray]:
+    """Each document's `windows` pieces of `chars` characters, spread evenly over its text, embedded:
+    one (windows x dim) array per document (fewer rows for a short one)."""
     pieces, owner = [], []
     for row, text in enumerate(texts):
         flat = " ".join(text.split())
         starts = sorted({int(i * max(len(flat) - chars, 0) / (windows - 1)) for i in range(windows)})
         pieces += [flat[s : s + chars] for s in starts]
         owner += [row] * len(starts)
-    vectors = embedder.encode(pieces)
-    pooled = np.zeros((len(texts), vectors.shape[1]), dtype=np.float32)
-    np.add.at(pooled, np.asarray(owner), vectors)
+    vectors, owner_of = embedder.encode(pieces), np.asarray(owner)  # type: ignore[attr-defined]
+    return [vectors[owner_of == row] for row in range(len(texts))]
+
+
+def spread_vectors(embedder: object, texts: list[str]) -> np.ndarray:
+    """The windows' vectors averaged, one unit vector per document."""
+    pooled = np.stack([each.sum(axis=0) for each in window_vectors(embedder, texts)])
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 

@@ -33,6 +33,9 @@ sys.path.insert(0, str(ROOT))
 from ingestion.extract import ExtractConfig, extract_files  # noqa: E402
 from training.classifiers import TextAndVectors, TrainConfig, build_classifier  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_real import window_vectors  # noqa: E402
+
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "texlive-dev"
 
 
@@ -58,16 +61,15 @@ def load(folder: Path, embedder: object) -> dict[str, list]:
         "texts": texts,
         "vectors": list(embedder.encode(texts)),
         "meta": [producer_words(p) for p in paths],
+        "windows": window_vectors(embedder, texts, windows=16, chars=1200),
     }
 
 
-def rows_of(data: dict[str, list], clip: int | None = None) -> list[tuple[str, np.ndarray, str]]:
+def rows_of(data: dict[str, list], clip: int | None = None) -> list[tuple[str, np.ndarray, str, np.ndarray]]:
     """Each document as every variant may read it: text (its first `clip` characters), MiniLM vector,
-    metadata words."""
-    return [
-        (text[:clip] if clip else text, vector, meta)
-        for text, vector, meta in zip(data["texts"], data["vectors"], data["meta"], strict=True)
-    ]
+    metadata words, MiniLM vectors of 16 windows spread over the document."""
+    columns = data["texts"], data["vectors"], data["meta"], data["windows"]
+    return [(text[:clip] if clip else text, *rest) for text, *rest in zip(*columns, strict=True)]
 
 
 class Variant(ClassifierMixin, BaseEstimator):
@@ -143,6 +145,117 @@ def fusion_meta(meta_weight: float) -> Callable[[], Variant]:
     return lambda: Variant(lambda: make_pipeline(MetaBlock(), LogisticRegression(C=10, max_iter=3000)), list)
 
 
+class Fusion(ClassifierMixin, BaseEstimator):
+    """docscale's fusion with the word block's vocabulary limits and an optional first-pages block: the
+    first `head` characters (title page, abstract, contents) as their own TF-IDF block, `head_weight` x."""
+
+    def __init__(self, min_df: int = 2, max_df: float = 1.0, head: int = 0, head_weight: float = 1.0) -> None:
+        self.min_df, self.max_df, self.head, self.head_weight = min_df, max_df, head, head_weight
+
+    def features(self, rows: list) -> object:
+        from scipy import sparse
+
+        blocks = [self.words_.transform(texts(rows)), sparse.csr_matrix(vectors(rows) * 0.5)]
+        if self.head:
+            blocks.append(self.first_.transform([r[0][: self.head] for r in rows]) * self.head_weight)
+        return sparse.hstack(blocks).tocsr()
+
+    def fit(self, rows: list, y: np.ndarray) -> Fusion:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        words = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=self.min_df, max_df=self.max_df)
+        self.words_ = words.set_params(max_features=50000).fit(texts(rows))
+        if self.head:
+            self.first_ = TfidfVectorizer(sublinear_tf=True, min_df=2).fit([r[0][: self.head] for r in rows])
+        self.model_ = LogisticRegression(C=10, max_iter=3000).fit(self.features(rows), y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, rows: list) -> np.ndarray:
+        return self.model_.predict(self.features(rows))
+
+
+def chunks_of(text: str, words: int = 300, most: int = 40) -> list[str]:
+    """The text cut into `words`-word pieces, at most `most` of them spread evenly over the document."""
+    tokens = text.split()
+    pieces = [" ".join(tokens[i : i + words]) for i in range(0, len(tokens), words)] or [""]
+    keep = np.linspace(0, len(pieces) - 1, min(most, len(pieces))).round().astype(int)
+    return [pieces[i] for i in keep]
+
+
+class Chunked(ClassifierMixin, BaseEstimator):
+    """Many short examples instead of a few long ones: TF-IDF + logistic regression fitted on 300-word
+    pieces (each document's pieces weigh one document together), a document's class the one its pieces'
+    mean log-probability favours."""
+
+    def fit(self, rows: list, y: np.ndarray) -> Chunked:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        pieces = [chunks_of(text) for text in texts(rows)]
+        flat = [piece for each in pieces for piece in each]
+        labels = np.repeat(np.asarray(y), [len(each) for each in pieces])
+        weights = np.concatenate([np.full(len(each), 1.0 / len(each)) for each in pieces])
+        self.words_ = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=100000).fit(flat)
+        self.model_ = LogisticRegression(C=10, max_iter=3000).fit(
+            self.words_.transform(flat), labels, sample_weight=weights
+        )
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, rows: list) -> np.ndarray:
+        scores = [
+            np.log(self.model_.predict_proba(self.words_.transform(chunks_of(t))) + 1e-9).mean(axis=0)
+            for t in texts(rows)
+        ]
+        return self.classes_[np.argmax(scores, axis=1)]
+
+
+class WindowVote(ClassifierMixin, BaseEstimator):
+    """MiniLM on 16 windows spread over each document, each window classified (logistic regression, a
+    document's windows weighing one document together), the windows' mean log-probability decides: the
+    document's parts vote instead of being averaged into one vector first."""
+
+    def fit(self, rows: list, y: np.ndarray) -> WindowVote:
+        windows = [r[3] for r in rows]
+        weights = np.concatenate([np.full(len(each), 1.0 / len(each)) for each in windows])
+        labels = np.repeat(np.asarray(y), [len(each) for each in windows])
+        self.model_ = LogisticRegression(C=4, max_iter=3000).fit(np.vstack(windows), labels, sample_weight=weights)
+        self.classes_ = self.model_.classes_
+        return self
+
+    def predict(self, rows: list) -> np.ndarray:
+        scores = [np.log(self.model_.predict_proba(r[3]) + 1e-9).mean(axis=0) for r in rows]
+        return self.classes_[np.argmax(scores, axis=1)]
+
+
+class NaiveBayesWeighted(ClassifierMixin, BaseEstimator):
+    """NBSVM-style (Wang & Manning 2012): binary word and bigram counts scaled by each class's naive Bayes
+    log-count ratio, one logistic regression per class, the highest margin wins."""
+
+    def fit(self, rows: list, y: np.ndarray) -> NaiveBayesWeighted:
+        from sklearn.feature_extraction.text import CountVectorizer
+
+        y = np.asarray(y)
+        self.words_ = CountVectorizer(binary=True, ngram_range=(1, 2), min_df=2, max_features=100000).fit(texts(rows))
+        counts = self.words_.transform(texts(rows))
+        self.classes_, self.ratios_, self.models_ = np.unique(y), [], []
+        for label in self.classes_:
+            inside, outside = 1 + counts[y == label].sum(axis=0), 1 + counts[y != label].sum(axis=0)
+            ratio = np.asarray(np.log(inside / inside.sum()) - np.log(outside / outside.sum())).ravel()
+            self.ratios_.append(ratio)
+            self.models_.append(
+                LogisticRegression(C=0.1, max_iter=3000).fit(counts.multiply(ratio).tocsr(), y == label)
+            )
+        return self
+
+    def predict(self, rows: list) -> np.ndarray:
+        counts = self.words_.transform(texts(rows))
+        margins = [
+            m.decision_function(counts.multiply(r).tocsr()) for m, r in zip(self.models_, self.ratios_, strict=True)
+        ]
+        return self.classes_[np.argmax(np.column_stack(margins), axis=1)]
+
+
 VARIANTS: dict[str, tuple[Callable[[], object], int | None]] = {
     "tfidf (docscale)": (docscale_model("tfidf"), None),
     "svm (docscale)": (docscale_model("svm"), None),
@@ -154,6 +267,11 @@ VARIANTS: dict[str, tuple[Callable[[], object], int | None]] = {
     "fusion + PDF producer/creator words (block weight 0.5)": (fusion_meta(0.5), None),
     "fusion + PDF producer/creator words (block weight 1.0)": (fusion_meta(1.0), None),
     "soft vote: svm + logreg (MiniLM)": (lambda: SoftVote([docscale_model("svm"), docscale_model("logreg")]), None),
+    "fusion, words in >= 5 documents and <= half of them": (lambda: Fusion(min_df=5, max_df=0.5), None),
+    "fusion + the first 2,000 characters as their own block": (lambda: Fusion(head=2000), None),
+    "TF-IDF on 300-word pieces, pieces' log-probabilities averaged": (Chunked, None),
+    "naive-Bayes-weighted logistic regression (NBSVM-style)": (NaiveBayesWeighted, None),
+    "MiniLM, 16 windows each classified, their log-probabilities averaged": (WindowVote, None),
 }
 
 
@@ -168,6 +286,7 @@ def score(make: Callable[[], object], rows: list, y: np.ndarray, folds: object, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--only", default="", help="run only the variants whose name contains this text")
     args = parser.parse_args()
     if not (args.corpus / "train").is_dir() or not (args.corpus / "test").is_dir():
         print(f"error: --corpus {args.corpus} needs train/<class>/ and test/<class>/ folders of PDFs", file=sys.stderr)
@@ -182,6 +301,8 @@ def main() -> int:
     grouped = StratifiedGroupKFold(5, shuffle=True, random_state=0)
     print("| variant | cv | grouped cv | test |\n|---|---:|---:|---:|")
     for name, (make, clip) in VARIANTS.items():
+        if args.only not in name:
+            continue
         rows, test_rows = rows_of(train, clip), rows_of(test, clip)
         cv = score(make, rows, y, stratified, train["packages"])
         by_package = score(make, rows, y, grouped, train["packages"])
