@@ -18,7 +18,7 @@ import numpy as np
 from evaluation.heldout import Evaluation, evaluate
 from evaluation.metrics import score
 from evaluation.report import write_predictions
-from evaluation.selection import CvScore, select_setting
+from evaluation.selection import CvScore, groups_of, select_setting
 from processing.classify import DocumentClassifier
 from processing.config import Config
 from processing.features import FeatureStore
@@ -58,6 +58,7 @@ class Inputs:
     y_heldout: np.ndarray
     embedder: str = ""
     load_texts: Callable[[], tuple[list[str], list[str]]] | None = None  # (train, held-out), read on first use
+    groups: np.ndarray | None = None  # train.cv_groups: each training row's group of related documents
     _texts: tuple[np.ndarray, np.ndarray] | None = None
 
     def train(self, name: str) -> Any:
@@ -132,6 +133,7 @@ def train_and_report(
     clock, t = state.clock, config.train
     with clock.stage("load_features"):
         inputs = _inputs(store, version_id, needs_texts=bool((TEXT_INPUT | FUSED_INPUT) & set(t.classifiers)))
+        inputs.groups = groups_of(store.train_names(version_id), t.cv_groups) if t.cv_groups else None
     with clock.stage("mlflow_setup"):
         tracking.setup(config.mlflow.uri(state.workspace), config.mlflow.experiment, state.workspace / "mlartifacts")
     tags = {
@@ -152,7 +154,9 @@ def train_and_report(
         for name in t.classifiers:
             with tracking.child_run(name, {**tags, "classifier": name}):
                 with clock.stage("select"):  # stratified k-fold on the training documents only
-                    setting, cv = select_setting(name, inputs.train(name), inputs.y_train, t, state.train_device)
+                    setting, cv = select_setting(
+                        name, inputs.train(name), inputs.y_train, t, state.train_device, inputs.groups
+                    )
                 with clock.stage("train"):
                     trained = fit(name, inputs.train(name), inputs.y_train, setting, state.train_device)
                 with clock.stage("evaluate"):
@@ -261,11 +265,15 @@ def _view(name: str) -> str:
 
 def _selection_line(name: str, cv: CvScore | None, heldout_f1: float) -> str:
     if cv is None:
-        return f"select: {name} held-out macro-F1 {heldout_f1:.3f} (a class has < 2 documents: no cross-validation)"
+        return (
+            f"select: {name} held-out macro-F1 {heldout_f1:.3f}"
+            " (a class has < 2 documents, or groups of them: no cross-validation)"
+        )
     params = ", ".join(f"{k}={v:g}" for k, v in cv.params.items())
+    grouped = f" in {cv.groups} groups" if cv.groups else ""
     return (
         f"select: {name} cv macro-F1 {cv.macro_f1:.3f} [{cv.low:.3f}, {cv.high:.3f}] ({cv.folds} folds of"
-        f" {cv.documents} documents{'; ' + params if params else ''}), held-out {heldout_f1:.3f}"
+        f" {cv.documents} documents{grouped}{'; ' + params if params else ''}), held-out {heldout_f1:.3f}"
     )
 
 

@@ -109,14 +109,15 @@ def spread_vectors(embedder: object, texts: list[str]) -> np.ndarray:
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-def docscale(corpus: Path, workspace: Path) -> tuple[list[str], dict]:
+def docscale(corpus: Path, workspace: Path, settings: list[str]) -> tuple[list[str], dict]:
     """The champion's prediction for every test/ file, in `labelled`'s order, and the run's summary."""
 
     def conductor(module: str, *args: str) -> None:
         subprocess.run([sys.executable, "-m", module, "--workspace", str(workspace), *args], cwd=ROOT, check=True)
 
     summary_path = workspace / "run.json"
-    conductor("processing.run", "--input", str(corpus / "train"), "--summary", str(summary_path))
+    overrides = [arg for setting in settings for arg in ("--set", setting)]
+    conductor("processing.run", "--input", str(corpus / "train"), "--summary", str(summary_path), *overrides)
     out = workspace / "test_predictions.parquet"
     conductor("processing.predict", "--input", str(corpus / "test"), "--out", str(out))
     rows = pd.read_parquet(out)
@@ -132,13 +133,20 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--workspace", type=Path, default=None, help="default: a temporary folder")
     parser.add_argument("--out", type=Path, default=None, help="also write the figures as JSON here")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a docscale setting for the run on train/, e.g. 'train.cv_groups=^(.*)__' (repeatable)",
+    )
     args = parser.parse_args()
     if not (args.corpus / "train").is_dir() or not (args.corpus / "test").is_dir():
         print(f"error: --corpus {args.corpus} needs train/<class>/ and test/<class>/ folders of PDFs", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tmp:
         workspace = args.workspace or Path(tmp) / "ws"
-        ours, summary = docscale(args.corpus, workspace)
+        ours, summary = docscale(args.corpus, workspace, args.set)
         predictions = baselines(args.corpus)
     _, truth = labelled(args.corpus / "test")
     best = summary["best_classifier"]
@@ -159,7 +167,10 @@ def main() -> int:
             interval = f"[{row['cv_macro_f1_low']:.3f}, {row['cv_macro_f1_high']:.3f}]"
             ece = row.get("ece", float("nan"))
             split = row["macro_f1"]
-            print(f"  {name:8s} cv {row['cv_macro_f1']:.3f} {interval}  held-out split {split:.3f} ece {ece:.3f}")
+            grouped = f" ({int(row['cv_groups'])} groups)" if row.get("cv_groups") else ""
+            print(
+                f"  {name:8s} cv {row['cv_macro_f1']:.3f} {interval}{grouped}  held-out split {split:.3f} ece {ece:.3f}"
+            )
     print(f"champion: {best}, cv macro-F1 {chosen.get('cv_macro_f1', float('nan')):.3f}")
     if args.out:
         figures_out = {"results": results, "leads": leads, "summary_classifiers": summary["classifiers"]}

@@ -259,12 +259,16 @@ def test_users_own_folder_end_to_end(tmp_path):
         str(summary_path),
         "--set",
         "train.classifiers=logreg",
+        "--set",
+        r"train.cv_groups=doc(\d)",  # docN of every class in one group: folds keep each group whole
         "--device",
         "cpu",
         *LOCAL,
     ]
     assert main(args) == 0
     summary = json.loads(summary_path.read_text())
+    # The groups reached selection from the files' names (doc0..doc5, and copy.pdf on its own).
+    assert 3 <= summary["classifiers"]["logreg"]["cv_groups"] <= 7
     # 18 labelled PDFs + 1 loose PDF + 1 text file + 1 duplicate: each file one outcome.
     assert summary["documents"] == 21
     assert summary["outcomes"] == {"ok": 19, "not_pdf": 1, "duplicate": 1}

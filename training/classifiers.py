@@ -9,6 +9,7 @@ every report shows what the embeddings add over strong bag-of-words models. On r
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,6 +53,10 @@ class TrainConfig:
     # a stratified sample) chooses each classifier's setting and the best classifier.
     cv_folds: int = 5
     cv_max_documents: int = 3000
+    # Documents that are related (one package's manuals, one customer's invoices) score too well when they
+    # straddle folds. A regular expression over each training file's name: files whose first match (its
+    # first group, if it has one) is the same stay in one fold. "" = plain stratified folds.
+    cv_groups: str = ""
     registry_model: str = "docscale-classifier"
     promotion_margin: float = 0.005  # a challenger must beat the champion's held-out macro-F1 by this much
     # In the loop (processing.cycle) a challenger must also not lose more than this on the fixed held-out set.
@@ -70,6 +75,14 @@ class TrainConfig:
                 raise ValueError(f"train.{key} must be > 0; got {getattr(self, key)}")
         if self.cv_folds < 2:
             raise ValueError(f"train.cv_folds must be >= 2 (stratified k-fold cross-validation); got {self.cv_folds}")
+        if self.cv_groups:
+            try:
+                re.compile(self.cv_groups)
+            except re.error as error:
+                raise ValueError(
+                    f"train.cv_groups is not a regular expression ({error}); e.g. '^(.*)__' groups files by"
+                    " the name before their last '__', or '' for none"
+                ) from None
         if not -1.0 <= self.promotion_margin <= 1.0:  # a macro-F1 difference; -1 promotes every challenger
             raise ValueError(
                 f"train.promotion_margin must be in [-1, 1] (a macro-F1 difference); got {self.promotion_margin}"

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from evaluation.selection import cross_validate, cv_sample, folds_for, select_setting, settings
+from evaluation.selection import cross_validate, cv_sample, folds_for, groups_of, select_setting, settings
 from training.classifiers import GRID, TrainConfig
 
 
@@ -61,3 +61,45 @@ def test_bad_selection_settings_name_the_key():
         TrainConfig(cv_folds=1).validate()
     with pytest.raises(ValueError, match="train.cv_max_documents must be > 0"):
         TrainConfig(cv_max_documents=0).validate()
+    with pytest.raises(ValueError, match=r"train.cv_groups is not a regular expression .*e.g. '\^\(\.\*\)__'"):
+        TrainConfig(cv_groups="([").validate()
+
+
+def _related_documents(groups: int = 30, per_group: int = 4):
+    """Near-copies within a group, labels drawn per group and unrelated to the groups' positions: a model
+    can only recognise a group it has seen, never learn the class."""
+    rng = np.random.default_rng(3)
+    labels = np.array(["a", "b", "c"])[np.arange(groups) % 3]
+    member = np.repeat(np.arange(groups), per_group)
+    x = rng.normal(size=(groups, 48))[member] + 0.05 * rng.normal(size=(groups * per_group, 48))
+    names = [f"pkg{g}__manual{i}.pdf" for g, i in zip(member, range(len(member)), strict=True)]
+    return x.astype(np.float32), labels[member], names
+
+
+def test_related_documents_kept_in_one_fold_score_what_a_new_document_would():
+    x, y, names = _related_documents()
+    stratified = cross_validate("logreg", x, y, TrainConfig())
+    grouped = cross_validate("logreg", x, y, TrainConfig(), groups=groups_of(names, r"^(.*)__"))
+    assert stratified.groups == 0 and grouped.groups == 30
+    assert stratified.macro_f1 > 0.9  # a near-copy of every scored document was trained on
+    assert grouped.macro_f1 < 0.6  # nothing to learn across groups: near chance (1/3)
+    assert grouped.scalars()["cv_groups"] == 30.0
+
+
+def test_groups_come_from_the_file_name():
+    names = ["/data/latex__amscls__amsclass.pdf", "/other/latex__amscls__amsdoc.pdf", "readme.pdf", "x__y.pdf"]
+    groups = groups_of(names, r"^(.*)__")
+    assert groups[0] == groups[1]  # the folder does not matter, the name before the last "__" does
+    assert len(set(groups)) == 3  # a name without a match is a group of its own
+    assert len(set(groups_of(["", "", "a.pdf"], r"^(.*)__"))) == 3  # also when no path was recorded
+    whole = groups_of(["inv-ACME-01.pdf", "inv-ACME-02.pdf", "inv-BOLT-01.pdf"], r"ACME|BOLT")
+    assert whole[0] == whole[1] != whole[2]  # no capture group: the whole match
+    assert groups_of(names, "") is None
+
+
+def test_folds_are_capped_by_the_groups_a_class_spans():
+    y = np.array(["a"] * 6 + ["b"] * 6)
+    groups = np.array(["g1"] * 3 + ["g2"] * 3 + ["g3"] * 2 + ["g4"] * 2 + ["g5"] * 2)
+    assert folds_for(y, 5) == 5
+    assert folds_for(y, 5, groups) == 2  # class a spans two groups
+    assert folds_for(y, 5, np.array(["g1"] * 6 + ["g2"] * 6)) == 0
