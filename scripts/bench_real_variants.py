@@ -163,8 +163,8 @@ class Fusion(ClassifierMixin, BaseEstimator):
     def fit(self, rows: list, y: np.ndarray) -> Fusion:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        words = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=self.min_df, max_df=self.max_df)
-        self.words_ = words.set_params(max_features=50000).fit(texts(rows))
+        limits = {"min_df": self.min_df, "max_df": self.max_df, "max_features": 50000}
+        self.words_ = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), **limits).fit(texts(rows))
         if self.head:
             self.first_ = TfidfVectorizer(sublinear_tf=True, min_df=2).fit([r[0][: self.head] for r in rows])
         self.model_ = LogisticRegression(C=10, max_iter=3000).fit(self.features(rows), y)
@@ -183,49 +183,50 @@ def chunks_of(text: str, words: int = 300, most: int = 40) -> list[str]:
     return [pieces[i] for i in keep]
 
 
+def fit_on_pieces(features: object, per_document: list[int], y: np.ndarray, c: float) -> LogisticRegression:
+    """Logistic regression on documents' pieces, each labelled as its document; a document's pieces weigh
+    one document together, so a long manual does not outvote short ones."""
+    weights = np.concatenate([np.full(n, 1.0 / n) for n in per_document])
+    labels = np.repeat(np.asarray(y), per_document)
+    return LogisticRegression(C=c, max_iter=3000).fit(features, labels, sample_weight=weights)
+
+
+def vote(model: LogisticRegression, pieces_of_each: list[object]) -> np.ndarray:
+    """Each document's class: the one its pieces' mean log-probability favours."""
+    scores = [np.log(model.predict_proba(pieces) + 1e-9).mean(axis=0) for pieces in pieces_of_each]
+    return model.classes_[np.argmax(scores, axis=1)]
+
+
 class Chunked(ClassifierMixin, BaseEstimator):
     """Many short examples instead of a few long ones: TF-IDF + logistic regression fitted on 300-word
-    pieces (each document's pieces weigh one document together), a document's class the one its pieces'
-    mean log-probability favours."""
+    pieces, the pieces voting for their document's class."""
 
     def fit(self, rows: list, y: np.ndarray) -> Chunked:
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         pieces = [chunks_of(text) for text in texts(rows)]
         flat = [piece for each in pieces for piece in each]
-        labels = np.repeat(np.asarray(y), [len(each) for each in pieces])
-        weights = np.concatenate([np.full(len(each), 1.0 / len(each)) for each in pieces])
         self.words_ = TfidfVectorizer(sublinear_tf=True, min_df=2, max_features=100000).fit(flat)
-        self.model_ = LogisticRegression(C=10, max_iter=3000).fit(
-            self.words_.transform(flat), labels, sample_weight=weights
-        )
+        self.model_ = fit_on_pieces(self.words_.transform(flat), [len(each) for each in pieces], y, c=10)
         self.classes_ = self.model_.classes_
         return self
 
     def predict(self, rows: list) -> np.ndarray:
-        scores = [
-            np.log(self.model_.predict_proba(self.words_.transform(chunks_of(t))) + 1e-9).mean(axis=0)
-            for t in texts(rows)
-        ]
-        return self.classes_[np.argmax(scores, axis=1)]
+        return vote(self.model_, [self.words_.transform(chunks_of(text)) for text in texts(rows)])
 
 
 class WindowVote(ClassifierMixin, BaseEstimator):
-    """MiniLM on 16 windows spread over each document, each window classified (logistic regression, a
-    document's windows weighing one document together), the windows' mean log-probability decides: the
+    """MiniLM on 16 windows spread over each document, each window classified, the windows voting: the
     document's parts vote instead of being averaged into one vector first."""
 
     def fit(self, rows: list, y: np.ndarray) -> WindowVote:
         windows = [r[3] for r in rows]
-        weights = np.concatenate([np.full(len(each), 1.0 / len(each)) for each in windows])
-        labels = np.repeat(np.asarray(y), [len(each) for each in windows])
-        self.model_ = LogisticRegression(C=4, max_iter=3000).fit(np.vstack(windows), labels, sample_weight=weights)
+        self.model_ = fit_on_pieces(np.vstack(windows), [len(each) for each in windows], y, c=4)
         self.classes_ = self.model_.classes_
         return self
 
     def predict(self, rows: list) -> np.ndarray:
-        scores = [np.log(self.model_.predict_proba(r[3]) + 1e-9).mean(axis=0) for r in rows]
-        return self.classes_[np.argmax(scores, axis=1)]
+        return vote(self.model_, [r[3] for r in rows])
 
 
 class NaiveBayesWeighted(ClassifierMixin, BaseEstimator):
@@ -290,6 +291,9 @@ def main() -> int:
     args = parser.parse_args()
     if not (args.corpus / "train").is_dir() or not (args.corpus / "test").is_dir():
         print(f"error: --corpus {args.corpus} needs train/<class>/ and test/<class>/ folders of PDFs", file=sys.stderr)
+        return 2
+    if not any(args.only in name for name in VARIANTS):
+        print(f"error: --only {args.only!r} matches no variant; names: {'; '.join(VARIANTS)}", file=sys.stderr)
         return 2
     from processing.embed import EmbedConfig, Embedder
 
