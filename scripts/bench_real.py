@@ -12,6 +12,9 @@ Every figure is macro-F1 on test/ with a 95% bootstrap interval, and the champio
 baseline with a paired one (the same resampled documents for both, so the interval is the lead's own).
 
     .venv/bin/python scripts/bench_real.py                 # about 6 minutes on 2 cores
+
+`--also FOLDER` (<class>/*.pdf, e.g. from scripts/fetch_texlive_extra.py) scores more documents with the
+same fitted models, in a table of their own: nothing is fitted or chosen on them.
 """
 
 from __future__ import annotations
@@ -64,29 +67,39 @@ def paired_lead(truth: list[str], ours: list[str], theirs: list[str], rounds: in
     return {"lead": macro_f1(t, a, classes) - macro_f1(t, b, classes), "low": low, "high": high}
 
 
-def baselines(corpus: Path) -> dict[str, list[str]]:
-    """Each baseline's prediction for every test/ file, in `labelled`'s order."""
+def baselines(corpus: Path, scored: list[Path]) -> list[dict[str, list[str]]]:
+    """Per scored folder, each baseline's prediction for every file, in `labelled`'s order."""
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
 
     from processing.embed import EmbedConfig, Embedder
 
-    (train_paths, y_train), (test_paths, _) = labelled(corpus / "train"), labelled(corpus / "test")
+    train_paths, y_train = labelled(corpus / "train")
     config = ExtractConfig()
-    train_text = [r.extraction.text for r in extract_files(train_paths, config)]
-    test_text = [r.extraction.text for r in extract_files(test_paths, config)]
+
+    def text_of(paths: list[str]) -> list[str]:
+        return [r.extraction.text if r.extraction else "" for r in extract_files(paths, config)]
+
+    train_text = text_of(train_paths)
     # sklearn's defaults, as the corpus README measured its baseline (0.583 there; sublinear tf scores 0.505 here)
-    tfidf = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=2000))
-    out = {"TF-IDF + logistic regression": list(tfidf.fit(train_text, y_train).predict(test_text))}
+    tfidf = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=2000)).fit(train_text, y_train)
     embedder = Embedder(EmbedConfig(), device="cpu")
     minilm = LogisticRegression(max_iter=2000).fit(embedder.encode(train_text), y_train)
-    out["MiniLM first 256 tokens + logistic regression"] = list(minilm.predict(embedder.encode(test_text)))
     # A view of the whole document: 8 windows spread evenly over its text, their vectors averaged.
     spread = LogisticRegression(max_iter=2000).fit(spread_vectors(embedder, train_text), y_train)
-    out["MiniLM 8 windows spread over the document, pooled + logistic regression"] = list(
-        spread.predict(spread_vectors(embedder, test_text))
-    )
+    out = []
+    for folder in scored:
+        text = text_of(labelled(folder)[0])
+        out.append(
+            {
+                "TF-IDF + logistic regression": list(tfidf.predict(text)),
+                "MiniLM first 256 tokens + logistic regression": list(minilm.predict(embedder.encode(text))),
+                "MiniLM 8 windows spread over the document, pooled + logistic regression": list(
+                    spread.predict(spread_vectors(embedder, text))
+                ),
+            }
+        )
     return out
 
 
@@ -109,8 +122,13 @@ def spread_vectors(embedder: object, texts: list[str]) -> np.ndarray:
     return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
 
 
-def docscale(corpus: Path, workspace: Path, settings: list[str]) -> tuple[list[str], dict]:
-    """The champion's prediction for every test/ file, in `labelled`'s order, and the run's summary."""
+def where(path: str) -> str:
+    """A file's path with its folder resolved but not the file itself (a linked file keeps its own name)."""
+    return str(Path(path).parent.resolve() / Path(path).name)
+
+
+def docscale(corpus: Path, workspace: Path, settings: list[str], scored: list[Path]) -> tuple[list[list[str]], dict]:
+    """Per scored folder, the champion's prediction for every file, in `labelled`'s order; the run's summary."""
 
     def conductor(module: str, *args: str) -> None:
         subprocess.run([sys.executable, "-m", module, "--workspace", str(workspace), *args], cwd=ROOT, check=True)
@@ -118,14 +136,31 @@ def docscale(corpus: Path, workspace: Path, settings: list[str]) -> tuple[list[s
     summary_path = workspace / "run.json"
     overrides = [arg for setting in settings for arg in ("--set", setting)]
     conductor("processing.run", "--input", str(corpus / "train"), "--summary", str(summary_path), *overrides)
-    out = workspace / "test_predictions.parquet"
-    conductor("processing.predict", "--input", str(corpus / "test"), "--out", str(out))
-    rows = pd.read_parquet(out)
-    scored = zip(rows["path"], rows["label"], strict=True)
-    by_path = {str(Path(p).resolve()): str(label) if label else "(none)" for p, label in scored}
-    test_paths, _ = labelled(corpus / "test")
-    # A file the run never scored counts as wrong, not as missing.
-    return [by_path.get(str(Path(p).resolve()), "(none)") for p in test_paths], json.loads(summary_path.read_text())
+    predictions = []
+    for number, folder in enumerate(scored):
+        out = workspace / f"predictions_{number}.parquet"
+        conductor("processing.predict", "--input", str(folder), "--out", str(out))
+        rows = pd.read_parquet(out)
+        scored_rows = zip(rows["path"], rows["label"], strict=True)
+        by_path = {where(p): str(label) if label else "(none)" for p, label in scored_rows}
+        # A file the run never scored counts as wrong, not as missing.
+        predictions.append([by_path.get(where(p), "(none)") for p in labelled(folder)[0]])
+    return predictions, json.loads(summary_path.read_text())
+
+
+def print_table(title: str, truth: list[str], predictions: dict[str, list[str]], ours: str) -> dict:
+    """One scored folder's table: every method's macro-F1, and the champion's paired lead over the others."""
+    others = {name: theirs for name, theirs in predictions.items() if name != ours}
+    leads = {name: paired_lead(truth, predictions[ours], theirs) for name, theirs in others.items()}
+    results = {name: figures(truth, predicted) for name, predicted in predictions.items()}
+    print(f"\n{title}\n\n| method | macro-F1 | 95% interval | accuracy | champion's lead [95%, paired] |")
+    print("|---|---|---|---|---|")
+    for name, f in results.items():
+        interval = f"[{f['macro_f1_low']:.3f}, {f['macro_f1_high']:.3f}]"
+        lead = leads.get(name)
+        shown = f"{lead['lead']:+.3f} [{lead['low']:+.3f}, {lead['high']:+.3f}]" if lead else ""
+        print(f"| {name} | {f['macro_f1']:.3f} | {interval} | {f['accuracy']:.3f} | {shown} |")
+    return {"results": results, "leads": leads}
 
 
 def main() -> int:
@@ -140,27 +175,34 @@ def main() -> int:
         metavar="KEY=VALUE",
         help="a docscale setting for the run on train/, e.g. 'train.cv_groups=^(.*)__' (repeatable)",
     )
+    parser.add_argument(
+        "--also",
+        type=Path,
+        default=None,
+        metavar="FOLDER",
+        help="more labelled documents (<class>/*.pdf) to score with the same models, e.g. fetch_texlive_extra.py's",
+    )
     args = parser.parse_args()
     if not (args.corpus / "train").is_dir() or not (args.corpus / "test").is_dir():
         print(f"error: --corpus {args.corpus} needs train/<class>/ and test/<class>/ folders of PDFs", file=sys.stderr)
         return 2
+    if args.also and not labelled(args.also)[0]:
+        print(f"error: --also {args.also} holds no <class>/*.pdf files", file=sys.stderr)
+        return 2
+    scored = [args.corpus / "test"] + ([args.also] if args.also else [])
     with tempfile.TemporaryDirectory() as tmp:
         workspace = args.workspace or Path(tmp) / "ws"
-        ours, summary = docscale(args.corpus, workspace, args.set)
-        predictions = baselines(args.corpus)
-    _, truth = labelled(args.corpus / "test")
+        ours, summary = docscale(args.corpus, workspace, args.set, scored)
+        theirs = baselines(args.corpus, scored)
     best = summary["best_classifier"]
     chosen = summary["classifiers"][best]
-    leads = {name: paired_lead(truth, ours, theirs) for name, theirs in predictions.items()}
-    predictions[f"docscale champion ({best}, chosen by cross-validation on train/)"] = ours
-    results = {name: figures(truth, predicted) for name, predicted in predictions.items()}
-    print("\n| method | macro-F1 on test/ | 95% interval | accuracy | champion's lead [95%, paired] |")
-    print("|---|---|---|---|---|")
-    for name, f in results.items():
-        interval = f"[{f['macro_f1_low']:.3f}, {f['macro_f1_high']:.3f}]"
-        lead = leads.get(name)
-        shown = f"{lead['lead']:+.3f} [{lead['low']:+.3f}, {lead['high']:+.3f}]" if lead else ""
-        print(f"| {name} | {f['macro_f1']:.3f} | {interval} | {f['accuracy']:.3f} | {shown} |")
+    champion = f"docscale champion ({best}, chosen by cross-validation on train/)"
+    tables = {}
+    for folder, mine, predictions in zip(scored, ours, theirs, strict=True):
+        predictions[champion] = mine
+        truth = labelled(folder)[1]
+        title = f"{folder} ({len(truth)} documents; models fitted on train/ only)"
+        tables[str(folder)] = print_table(title, truth, predictions, champion)
     print("\ndocscale's selection on train/ (cross-validated macro-F1 per classifier, best setting):")
     for name, row in summary["classifiers"].items():
         if "cv_macro_f1" in row:
@@ -173,7 +215,7 @@ def main() -> int:
             )
     print(f"champion: {best}, cv macro-F1 {chosen.get('cv_macro_f1', float('nan')):.3f}")
     if args.out:
-        figures_out = {"results": results, "leads": leads, "summary_classifiers": summary["classifiers"]}
+        figures_out = {"scored": tables, "summary_classifiers": summary["classifiers"]}
         args.out.write_text(json.dumps(figures_out, indent=2))
     return 0
 

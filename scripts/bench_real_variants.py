@@ -6,7 +6,8 @@ For each variant on ../shared/corpora/texlive-dev (see scripts/bench_real.py for
   related manuals never straddle a fold, as they never straddle train/ and test/;
 - `test`: fitted on all of train/, scored on test/.
 Every figure is macro-F1. Selection used only the first two; test/ is shown so the reader can see how far
-each estimate is from the truth, not to choose.
+each estimate is from the truth, not to choose. `--also FOLDER` adds a column: the same fitted model on more
+labelled documents (<class>/*.pdf, e.g. scripts/fetch_texlive_extra.py's, sharing no package with the corpus).
 
     .venv/bin/python scripts/bench_real_variants.py          # about 10 minutes on 2 cores
 """
@@ -34,7 +35,7 @@ from ingestion.extract import ExtractConfig, extract_files  # noqa: E402
 from training.classifiers import TextAndVectors, TrainConfig, build_classifier  # noqa: E402
 
 sys.path.insert(0, str(ROOT / "scripts"))
-from bench_real import window_vectors  # noqa: E402
+from bench_real import paired_lead, window_vectors  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "texlive-dev"
 
@@ -263,6 +264,7 @@ VARIANTS: dict[str, tuple[Callable[[], object], int | None]] = {
     "fusion (docscale, C 10)": (docscale_model("fusion"), None),
     "fusion, C 3": (docscale_model("fusion", fusion_c=3.0), None),
     "fusion, C 30": (docscale_model("fusion", fusion_c=30.0), None),
+    "fusion, C 100 (what docscale's selection chose on train/)": (docscale_model("fusion", fusion_c=100.0), None),
     "fusion, MiniLM weight 1.0": (docscale_model("fusion", fusion_weight=1.0), None),
     "fusion, first 20,000 characters only": (docscale_model("fusion"), 20000),
     "fusion + PDF producer/creator words (block weight 0.5)": (fusion_meta(0.5), None),
@@ -288,7 +290,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--only", default="", help="run only the variants whose name contains this text")
+    parser.add_argument("--also", type=Path, default=None, metavar="FOLDER", help="more labelled documents to score")
     args = parser.parse_args()
+    if args.also and not list(args.also.glob("*/*.pdf")):
+        print(f"error: --also {args.also} holds no <class>/*.pdf files", file=sys.stderr)
+        return 2
     if not (args.corpus / "train").is_dir() or not (args.corpus / "test").is_dir():
         print(f"error: --corpus {args.corpus} needs train/<class>/ and test/<class>/ folders of PDFs", file=sys.stderr)
         return 2
@@ -303,16 +309,30 @@ def main() -> int:
     y = np.asarray(train["labels"])
     stratified = StratifiedKFold(5, shuffle=True, random_state=0)
     grouped = StratifiedGroupKFold(5, shuffle=True, random_state=0)
-    print("| variant | cv | grouped cv | test |\n|---|---:|---:|---:|")
+    also = load(args.also, embedder) if args.also else None
+    extra_column, reference = ("", ""), []
+    if also:
+        # The paired lead is over docscale's fusion (C 10) on the same --also documents.
+        fusion = VARIANTS["fusion (docscale, C 10)"][0]().fit(rows_of(train), y)  # type: ignore[attr-defined]
+        reference = list(fusion.predict(rows_of(also)))
+        heading = f" {args.also.name} ({len(also['labels'])}) | lead over fusion C 10 there [95%, paired] |"
+        extra_column = (heading, "---:|---|")
+    print(f"| variant | cv | grouped cv | test |{extra_column[0]}\n|---|---:|---:|---:|{extra_column[1]}")
     for name, (make, clip) in VARIANTS.items():
         if args.only not in name:
             continue
         rows, test_rows = rows_of(train, clip), rows_of(test, clip)
         cv = score(make, rows, y, stratified, train["packages"])
         by_package = score(make, rows, y, grouped, train["packages"])
-        predicted = make().fit(rows, y).predict(test_rows)  # type: ignore[attr-defined]
-        on_test = f1_score(test["labels"], predicted, average="macro")
-        print(f"| {name} | {cv:.3f} | {by_package:.3f} | {on_test:.3f} |", flush=True)
+        model = make().fit(rows, y)  # type: ignore[attr-defined]
+        on_test = f1_score(test["labels"], model.predict(test_rows), average="macro")
+        on_also = ""
+        if also:
+            predicted = list(model.predict(rows_of(also, clip)))
+            lead = paired_lead(also["labels"], predicted, reference)
+            shown = f"{lead['lead']:+.3f} [{lead['low']:+.3f}, {lead['high']:+.3f}]"
+            on_also = f" {f1_score(also['labels'], predicted, average='macro'):.3f} | {shown} |"
+        print(f"| {name} | {cv:.3f} | {by_package:.3f} | {on_test:.3f} |{on_also}", flush=True)
     return 0
 
 
