@@ -315,7 +315,7 @@ def main() -> int:
         # The paired lead is over docscale's fusion (C 10) on the same --also documents.
         fusion = VARIANTS["fusion (docscale, C 10)"][0]().fit(rows_of(train), y)  # type: ignore[attr-defined]
         reference = list(fusion.predict(rows_of(also)))
-        heading = f" {args.also.name} ({len(also['labels'])}) | lead over fusion C 10 there [95%, paired] |"
+        heading = f" --also ({len(also['labels'])}) | lead over fusion C 10 there [95%, paired] |"
         extra_column = (heading, "---:|---|")
     print(f"| variant | cv | grouped cv | test |{extra_column[0]}\n|---|---:|---:|---:|{extra_column[1]}")
     for name, (make, clip) in VARIANTS.items():
