@@ -178,18 +178,21 @@ def main() -> int:
     parser.add_argument(
         "--also",
         type=Path,
-        default=None,
+        action="append",
+        default=[],
         metavar="FOLDER",
-        help="more labelled documents (<class>/*.pdf) to score with the same models, e.g. fetch_texlive_extra.py's",
+        help="more labelled documents (<class>/*.pdf) to score with the same models, e.g. fetch_texlive_extra.py's "
+        "(repeatable)",
     )
     args = parser.parse_args()
     if not (args.corpus / "train").is_dir() or not (args.corpus / "test").is_dir():
         print(f"error: --corpus {args.corpus} needs train/<class>/ and test/<class>/ folders of PDFs", file=sys.stderr)
         return 2
-    if args.also and not labelled(args.also)[0]:
-        print(f"error: --also {args.also} holds no <class>/*.pdf files", file=sys.stderr)
-        return 2
-    scored = [args.corpus / "test"] + ([args.also] if args.also else [])
+    for folder in args.also:
+        if not labelled(folder)[0]:
+            print(f"error: --also {folder} holds no <class>/*.pdf files", file=sys.stderr)
+            return 2
+    scored = [args.corpus / "test", *args.also]
     with tempfile.TemporaryDirectory() as tmp:
         workspace = args.workspace or Path(tmp) / "ws"
         ours, summary = docscale(args.corpus, workspace, args.set, scored)

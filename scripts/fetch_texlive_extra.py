@@ -3,15 +3,16 @@
 texlive-dev's test/ has 72 documents: a 95% interval of about +-0.1 macro-F1, wider than the leads being
 measured. Its documents come from six Debian 12 TeX Live packages that hold many more manuals. This script
 downloads those packages with `apt-get download` (no root, nothing installed), unpacks them here, and lays
-out `<out>/<class>/<package path>__<file>.pdf` with the corpus's labels and rules:
+out `<out>/set/<class>/<package path>__<file>.pdf` with the corpus's labels and rules:
 
 - a TeX package whose manuals are in texlive-dev (train/ or test/) is left out whole, so this set shares no
   package with either (a package here is the first two parts of the path, stricter than the corpus's own);
 - at most 3 files per package, chosen by a hash of the path (not by name or size);
-- 20 KB to 3 MB per file (the corpus kept 30-500 KB; xetex has almost nothing left under 500 KB);
+- 20 KB to 3 MB per file by default (the corpus kept 30-500 KB: `--smallest 30000 --largest 500000`;
+  xetex then has one file left);
 - a file with the same bytes as one in texlive-dev is left out.
 
-It is never a training set: scripts/bench_real.py and bench_real_variants.py score it with `--also <out>`
+It is never a training set: scripts/bench_real.py and bench_real_variants.py score it with `--also <out>/set`
 next to test/, with models fitted on train/ only, to see whether a lead on test/ holds on more documents.
 
     .venv/bin/python scripts/fetch_texlive_extra.py --out ~/.cache/docscale/texlive-extra   # 380 MB, ~1 min
@@ -37,7 +38,7 @@ LABEL_OF_PACKAGE = {
     "texlive-plain-generic": "plain-generic",
     "texlive-xetex": "xetex",
 }
-SMALLEST, LARGEST, PER_PACKAGE = 20_000, 3_000_000, 3
+PER_PACKAGE = 3
 
 
 def digest(path: Path) -> str:
@@ -69,7 +70,9 @@ def unpack(out: Path) -> Path:
     return unpacked
 
 
-def choose(unpacked: Path, corpus: Path) -> dict[str, list[tuple[str, Path]]]:
+def choose(
+    unpacked: Path, corpus: Path, sizes: tuple[int, int] = (20_000, 3_000_000)
+) -> dict[str, list[tuple[str, Path]]]:
     """Per class, the (file name, source) pairs that follow the rules in the module's docstring."""
     taken = {tuple(p.name.split("__")[:2]) for p in corpus.glob("*/*/*.pdf")}
     taken_bytes = {digest(p) for p in corpus.glob("*/*/*.pdf")}
@@ -81,7 +84,7 @@ def choose(unpacked: Path, corpus: Path) -> dict[str, list[tuple[str, Path]]]:
             relative = path.relative_to(docs)
             if path.is_symlink() or tex_package(relative) in taken:
                 continue
-            if SMALLEST <= path.stat().st_size <= LARGEST:
+            if sizes[0] <= path.stat().st_size <= sizes[1]:
                 by_package[tex_package(relative)].append(path)
         picked = []
         for files in by_package.values():
@@ -95,7 +98,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", type=Path, required=True, help="a folder outside the repository")
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS, help="the corpus whose packages to leave out")
+    parser.add_argument("--smallest", type=int, default=20_000, help="bytes (texlive-dev kept 30000 and up)")
+    parser.add_argument("--largest", type=int, default=3_000_000, help="bytes (texlive-dev: 500000; xetex then has 1)")
     args = parser.parse_args()
+    if not 0 <= args.smallest <= args.largest:
+        sizes = f"--smallest {args.smallest} and --largest {args.largest}"
+        print(f"error: {sizes}: need 0 <= smallest <= largest", file=sys.stderr)
+        return 2
     if not (args.corpus / "train").is_dir():
         print(f"error: --corpus {args.corpus} has no train/ folder; point it at texlive-dev", file=sys.stderr)
         return 2
@@ -108,7 +117,7 @@ def main() -> int:
         print(f"error: --out {out} is inside the repository; corpora stay outside it", file=sys.stderr)
         return 2
     try:
-        chosen = choose(unpack(out), args.corpus)
+        chosen = choose(unpack(out), args.corpus, (args.smallest, args.largest))
     except subprocess.CalledProcessError as failed:
         print(f"error: {' '.join(failed.cmd)} failed (exit {failed.returncode})", file=sys.stderr)
         return 1
