@@ -160,6 +160,11 @@ def print_table(title: str, truth: list[str], predictions: dict[str, list[str]],
         lead = leads.get(name)
         shown = f"{lead['lead']:+.3f} [{lead['low']:+.3f}, {lead['high']:+.3f}]" if lead else ""
         print(f"| {name} | {f['macro_f1']:.3f} | {interval} | {f['accuracy']:.3f} | {shown} |")
+    classes = sorted(set(truth))
+    per_class = f1_score(truth, predictions[ours], labels=classes, average=None, zero_division=0)
+    counts = {label: truth.count(label) for label in classes}
+    shown_per_class = [f"{c} {f:.2f} ({counts[c]})" for c, f in zip(classes, per_class, strict=True)]
+    print("champion's F1 per class (documents): " + ", ".join(shown_per_class))
     return {"results": results, "leads": leads}
 
 
