@@ -9,7 +9,8 @@ Every figure is macro-F1. Selection used only the first two; test/ is shown so t
 each estimate is from the truth, not to choose. `--also FOLDER` adds a column: the same fitted model on more
 labelled documents (<class>/*.pdf, e.g. scripts/fetch_texlive_extra.py's, sharing no package with the corpus).
 
-    .venv/bin/python scripts/bench_real_variants.py          # about 10 minutes on 2 cores
+    .venv/bin/python scripts/bench_real_variants.py          # about 20 minutes on 2 cores
+    .venv/bin/python scripts/bench_real_variants.py --only stacking --only "C 10"   # a few rows
 """
 
 from __future__ import annotations
@@ -150,13 +151,25 @@ class Fusion(ClassifierMixin, BaseEstimator):
     """docscale's fusion with the word block's vocabulary limits and an optional first-pages block: the
     first `head` characters (title page, abstract, contents) as their own TF-IDF block, `head_weight` x."""
 
-    def __init__(self, min_df: int = 2, max_df: float = 1.0, head: int = 0, head_weight: float = 1.0) -> None:
+    def __init__(
+        self,
+        min_df: int = 2,
+        max_df: float = 1.0,
+        head: int = 0,
+        head_weight: float = 1.0,
+        sublinear: bool = True,
+        longest: int = 2,
+        characters: bool = False,
+    ) -> None:
         self.min_df, self.max_df, self.head, self.head_weight = min_df, max_df, head, head_weight
+        self.sublinear, self.longest, self.characters = sublinear, longest, characters
 
     def features(self, rows: list) -> object:
         from scipy import sparse
 
         blocks = [self.words_.transform(texts(rows)), sparse.csr_matrix(vectors(rows) * 0.5)]
+        if self.characters:
+            blocks.append(self.characters_.transform(texts(rows)))
         if self.head:
             blocks.append(self.first_.transform([r[0][: self.head] for r in rows]) * self.head_weight)
         return sparse.hstack(blocks).tocsr()
@@ -165,7 +178,12 @@ class Fusion(ClassifierMixin, BaseEstimator):
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         limits = {"min_df": self.min_df, "max_df": self.max_df, "max_features": 50000}
-        self.words_ = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), **limits).fit(texts(rows))
+        self.words_ = TfidfVectorizer(sublinear_tf=self.sublinear, ngram_range=(1, self.longest), **limits)
+        self.words_.fit(texts(rows))
+        if self.characters:  # as docscale's svm reads them
+            self.characters_ = TfidfVectorizer(
+                sublinear_tf=True, analyzer="char_wb", ngram_range=(2, 5), min_df=2, max_features=50000
+            ).fit(texts(rows))
         if self.head:
             self.first_ = TfidfVectorizer(sublinear_tf=True, min_df=2).fit([r[0][: self.head] for r in rows])
         self.model_ = LogisticRegression(C=10, max_iter=3000).fit(self.features(rows), y)
@@ -174,6 +192,37 @@ class Fusion(ClassifierMixin, BaseEstimator):
 
     def predict(self, rows: list) -> np.ndarray:
         return self.model_.predict(self.features(rows))
+
+
+class Stacked(ClassifierMixin, BaseEstimator):
+    """Stacking: docscale's tfidf (words) and logreg (MiniLM) each predict every training document from
+    inner folds it was not fitted on; a logistic regression learns how far to trust each from those
+    out-of-fold log-probabilities. The late-fusion counterpart of docscale's fusion (one model, both views)."""
+
+    members = ("tfidf", "logreg")
+
+    def fit(self, rows: list, y: np.ndarray) -> Stacked:
+        y = np.asarray(y)
+        inner = StratifiedKFold(5, shuffle=True, random_state=1)
+        out_of_fold = []
+        for name in self.members:
+            make = docscale_model(name)
+            probabilities = np.zeros((len(y), len(np.unique(y))))
+            for fit_on, held in inner.split(np.zeros(len(y)), y):
+                member = make().fit([rows[i] for i in fit_on], y[fit_on])
+                probabilities[held] = member.predict_proba([rows[i] for i in held])
+            out_of_fold.append(probabilities)
+        self.fitted_ = [docscale_model(name)().fit(rows, y) for name in self.members]
+        self.model_ = LogisticRegression(max_iter=3000).fit(self.stacked(out_of_fold), y)
+        self.classes_ = self.model_.classes_
+        return self
+
+    @staticmethod
+    def stacked(probabilities: list[np.ndarray]) -> np.ndarray:
+        return np.hstack([np.log(np.clip(p, 1e-6, 1.0)) for p in probabilities])
+
+    def predict(self, rows: list) -> np.ndarray:
+        return self.model_.predict(self.stacked([m.predict_proba(rows) for m in self.fitted_]))
 
 
 def chunks_of(text: str, words: int = 300, most: int = 40) -> list[str]:
@@ -272,6 +321,10 @@ VARIANTS: dict[str, tuple[Callable[[], object], int | None]] = {
     "soft vote: svm + logreg (MiniLM)": (lambda: SoftVote([docscale_model("svm"), docscale_model("logreg")]), None),
     "fusion, words in >= 5 documents and <= half of them": (lambda: Fusion(min_df=5, max_df=0.5), None),
     "fusion + the first 2,000 characters as their own block": (lambda: Fusion(head=2000), None),
+    "fusion, raw term counts (not sublinear)": (lambda: Fusion(sublinear=False), None),
+    "fusion, single words only (no bigrams)": (lambda: Fusion(longest=1), None),
+    "fusion + character n-grams as docscale's svm reads them": (lambda: Fusion(characters=True), None),
+    "stacking: tfidf and logreg (MiniLM) out-of-fold log-probabilities, logistic regression": (Stacked, None),
     "TF-IDF on 300-word pieces, pieces' log-probabilities averaged": (Chunked, None),
     "naive-Bayes-weighted logistic regression (NBSVM-style)": (NaiveBayesWeighted, None),
     "MiniLM, 16 windows each classified, their log-probabilities averaged": (WindowVote, None),
@@ -289,7 +342,9 @@ def score(make: Callable[[], object], rows: list, y: np.ndarray, folds: object, 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
-    parser.add_argument("--only", default="", help="run only the variants whose name contains this text")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only the variants whose name contains this text (repeatable)"
+    )
     parser.add_argument("--also", type=Path, default=None, metavar="FOLDER", help="more labelled documents to score")
     args = parser.parse_args()
     if args.also and not list(args.also.glob("*/*.pdf")):
@@ -298,9 +353,11 @@ def main() -> int:
     if not (args.corpus / "train").is_dir() or not (args.corpus / "test").is_dir():
         print(f"error: --corpus {args.corpus} needs train/<class>/ and test/<class>/ folders of PDFs", file=sys.stderr)
         return 2
-    if not any(args.only in name for name in VARIANTS):
-        print(f"error: --only {args.only!r} matches no variant; names: {'; '.join(VARIANTS)}", file=sys.stderr)
-        return 2
+    chosen = [name for name in VARIANTS if not args.only or any(text in name for text in args.only)]
+    for text in args.only:
+        if not any(text in name for name in VARIANTS):
+            print(f"error: --only {text!r} matches no variant; names: {'; '.join(VARIANTS)}", file=sys.stderr)
+            return 2
     from processing.embed import EmbedConfig, Embedder
 
     warnings.filterwarnings("ignore")  # convergence chatter from small folds; the scores say what it costs
@@ -318,9 +375,8 @@ def main() -> int:
         heading = f" --also ({len(also['labels'])}) | lead over fusion C 10 there [95%, paired] |"
         extra_column = (heading, "---:|---|")
     print(f"| variant | cv | grouped cv | test |{extra_column[0]}\n|---|---:|---:|---:|{extra_column[1]}")
-    for name, (make, clip) in VARIANTS.items():
-        if args.only not in name:
-            continue
+    for name in chosen:
+        make, clip = VARIANTS[name]
         rows, test_rows = rows_of(train, clip), rows_of(test, clip)
         cv = score(make, rows, y, stratified, train["packages"])
         by_package = score(make, rows, y, grouped, train["packages"])

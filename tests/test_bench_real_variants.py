@@ -1,0 +1,66 @@
+"""The real-document variants script: its stacking must learn from out-of-fold predictions only, and a
+mistyped --only must end in one line before any document is read."""
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPT = ROOT / "scripts" / "bench_real_variants.py"
+
+
+def load_script():
+    spec = importlib.util.spec_from_file_location("bench_real_variants", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def rows_for(labels: list[str], seed: int) -> list[tuple]:
+    """Each class has its own words; the vectors are noise, so only the text view can tell classes apart."""
+    rng = np.random.default_rng(seed)
+    words = {"alpha": "lua callback node", "beta": "font unicode glyph", "gamma": "plain macro register"}
+    rows = []
+    for n, label in enumerate(labels):
+        text = f"{words[label]} {words[label]} manual page {n}"
+        vector = rng.normal(size=8).astype(np.float32)
+        rows.append((text, vector / np.linalg.norm(vector), "", np.zeros((1, 8), np.float32)))
+    return rows
+
+
+def test_stacking_trusts_the_view_that_predicts_out_of_fold():
+    variants = load_script()
+    labels = ["alpha", "beta", "gamma"] * 10
+    stacked = variants.Stacked().fit(rows_for(labels, 0), np.asarray(labels))
+    # The meta-model reads one log-probability per class from each of the two members.
+    assert stacked.model_.coef_.shape == (3, 6)
+    unseen = ["gamma", "alpha", "beta"] * 3
+    assert list(stacked.predict(rows_for(unseen, 1))) == unseen
+    # Out of fold, the noise vectors predict nothing, so the text member's columns carry the weight.
+    text_weight, vector_weight = np.abs(stacked.model_.coef_[:, :3]).sum(), np.abs(stacked.model_.coef_[:, 3:]).sum()
+    assert text_weight > vector_weight
+
+
+def test_fusion_with_character_ngrams_adds_their_block():
+    variants = load_script()
+    labels = ["alpha", "beta", "gamma"] * 4
+    rows = rows_for(labels, 0)
+    plain = variants.Fusion().fit(rows, np.asarray(labels))
+    with_characters = variants.Fusion(characters=True).fit(rows, np.asarray(labels))
+    assert with_characters.features(rows).shape[1] > plain.features(rows).shape[1] + 8
+    assert variants.Fusion(sublinear=False, longest=1).fit(rows, np.asarray(labels)).words_.ngram_range == (1, 1)
+
+
+def test_an_unknown_only_is_one_line_and_exit_2():
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), "--only", "C 10", "--only", "no such variant"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip().count("\n") == 0
+    assert "'no such variant' matches no variant" in done.stderr
