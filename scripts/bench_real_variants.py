@@ -115,6 +115,12 @@ def vectors(rows: list) -> np.ndarray:
     return np.stack([r[1] for r in rows])
 
 
+def pooled_windows(rows: list) -> np.ndarray:
+    """The mean of each document's window vectors (16 spread over its text), unit length."""
+    pooled = np.stack([r[3].sum(axis=0) for r in rows])
+    return pooled / np.maximum(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12)
+
+
 def fused(rows: list) -> list:
     return [(r[0], r[1]) for r in rows]
 
@@ -160,14 +166,16 @@ class Fusion(ClassifierMixin, BaseEstimator):
         sublinear: bool = True,
         longest: int = 2,
         characters: bool = False,
+        spread: bool = False,
     ) -> None:
         self.min_df, self.max_df, self.head, self.head_weight = min_df, max_df, head, head_weight
-        self.sublinear, self.longest, self.characters = sublinear, longest, characters
+        self.sublinear, self.longest, self.characters, self.spread = sublinear, longest, characters, spread
 
     def features(self, rows: list) -> object:
         from scipy import sparse
 
-        blocks = [self.words_.transform(texts(rows)), sparse.csr_matrix(vectors(rows) * 0.5)]
+        meaning = pooled_windows(rows) if self.spread else vectors(rows)
+        blocks = [self.words_.transform(texts(rows)), sparse.csr_matrix(meaning * 0.5)]
         if self.characters:
             blocks.append(self.characters_.transform(texts(rows)))
         if self.head:
@@ -324,6 +332,10 @@ VARIANTS: dict[str, tuple[Callable[[], object], int | None]] = {
     "fusion, raw term counts (not sublinear)": (lambda: Fusion(sublinear=False), None),
     "fusion, single words only (no bigrams)": (lambda: Fusion(longest=1), None),
     "fusion + character n-grams as docscale's svm reads them": (lambda: Fusion(characters=True), None),
+    "fusion, MiniLM of 16 windows spread over the document, pooled (not its first 256 tokens)": (
+        lambda: Fusion(spread=True),
+        None,
+    ),
     "stacking: tfidf and logreg (MiniLM) out-of-fold log-probabilities, logistic regression": (Stacked, None),
     "TF-IDF on 300-word pieces, pieces' log-probabilities averaged": (Chunked, None),
     "naive-Bayes-weighted logistic regression (NBSVM-style)": (NaiveBayesWeighted, None),

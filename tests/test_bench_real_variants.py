@@ -64,3 +64,14 @@ def test_an_unknown_only_is_one_line_and_exit_2():
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert "'no such variant' matches no variant" in done.stderr
+
+
+def test_fusion_can_read_the_pooled_windows_instead_of_the_first_tokens():
+    variants = load_script()
+    labels = ["alpha", "beta", "gamma"] * 4
+    rows = [(text, first, meta, np.stack([first, -first])) for text, first, meta, _ in rows_for(labels, 0)]
+    # Two windows pointing opposite ways pool to nothing: the embedding block is all zeros, the words remain.
+    spread = variants.Fusion(spread=True).fit(rows, np.asarray(labels)).features(rows)
+    first = variants.Fusion().fit(rows, np.asarray(labels)).features(rows)
+    assert abs(spread[:, -8:]).sum() == 0 and abs(first[:, -8:]).sum() > 0
+    assert (spread[:, :-8] != first[:, :-8]).nnz == 0
