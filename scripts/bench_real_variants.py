@@ -9,7 +9,7 @@ Every figure is macro-F1. Selection used only the first two; test/ is shown so t
 each estimate is from the truth, not to choose. `--also FOLDER` adds a column: the same fitted model on more
 labelled documents (<class>/*.pdf, e.g. scripts/fetch_texlive_extra.py's, sharing no package with the corpus).
 
-    .venv/bin/python scripts/bench_real_variants.py          # about 20 minutes on 2 cores
+    .venv/bin/python scripts/bench_real_variants.py          # about 25 minutes on 2 cores
     .venv/bin/python scripts/bench_real_variants.py --only stacking --only "C 10"   # a few rows
 """
 
@@ -18,16 +18,19 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import unicodedata
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.linear_model import LogisticRegression
+from sklearn.linear_model import LogisticRegression, RidgeClassifier
 from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
+from sklearn.svm import LinearSVC
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -107,6 +110,32 @@ class SoftVote(ClassifierMixin, BaseEstimator):
         return self.classes_[np.mean([m.predict_proba(rows) for m in self.fitted_], axis=0).argmax(axis=1)]
 
 
+SCRIPTS = ("LATIN", "GREEK", "CYRILLIC", "ARABIC", "HEBREW", "CJK", "HIRAGANA", "KATAKANA", "HANGUL", "DEVANAGARI")
+
+
+def text_statistics(text: str, sample: int = 200_000) -> list[float]:
+    """What a bag of words does not see: each writing system's share of the non-ASCII letters' names,
+    the shares of non-ASCII, digits, punctuation and capitals, the length (log) and the mean word length."""
+    part = text[:sample]
+    size = max(len(part), 1)
+    scripts = dict.fromkeys(SCRIPTS, 0)
+    for char in part:
+        if ord(char) >= 128:
+            name = unicodedata.name(char, "")
+            script = next((s for s in SCRIPTS if name.startswith(s)), None)
+            if script:
+                scripts[script] += 1
+    words = part.split()
+    return [scripts[s] / size for s in SCRIPTS] + [
+        sum(ord(c) >= 128 for c in part) / size,
+        sum(c.isdigit() for c in part) / size,
+        sum(unicodedata.category(c).startswith("P") for c in part) / size,
+        sum(c.isupper() for c in part) / size,
+        float(np.log1p(len(text))),
+        float(np.mean([len(w) for w in words])) if words else 0.0,
+    ]
+
+
 def texts(rows: list) -> list[str]:
     return [r[0] for r in rows]
 
@@ -155,7 +184,14 @@ def fusion_meta(meta_weight: float) -> Callable[[], Variant]:
 
 class Fusion(ClassifierMixin, BaseEstimator):
     """docscale's fusion with the word block's vocabulary limits and an optional first-pages block: the
-    first `head` characters (title page, abstract, contents) as their own TF-IDF block, `head_weight` x."""
+    first `head` characters (title page, abstract, contents) as their own TF-IDF block, `head_weight` x;
+    optional text statistics as a block, and another linear learner on the same features."""
+
+    learners: ClassVar[dict[str, Callable[[], object]]] = {
+        "logreg": lambda: LogisticRegression(C=10, max_iter=3000),
+        "ridge": lambda: RidgeClassifier(alpha=1.0),
+        "svm": lambda: LinearSVC(C=1.0),
+    }
 
     def __init__(
         self,
@@ -167,9 +203,12 @@ class Fusion(ClassifierMixin, BaseEstimator):
         longest: int = 2,
         characters: bool = False,
         spread: bool = False,
+        statistics: bool = False,
+        learner: str = "logreg",
     ) -> None:
         self.min_df, self.max_df, self.head, self.head_weight = min_df, max_df, head, head_weight
         self.sublinear, self.longest, self.characters, self.spread = sublinear, longest, characters, spread
+        self.statistics, self.learner = statistics, learner
 
     def features(self, rows: list) -> object:
         from scipy import sparse
@@ -180,6 +219,9 @@ class Fusion(ClassifierMixin, BaseEstimator):
             blocks.append(self.characters_.transform(texts(rows)))
         if self.head:
             blocks.append(self.first_.transform([r[0][: self.head] for r in rows]) * self.head_weight)
+        if self.statistics:  # standardised, clipped, and as heavy in all as the MiniLM block
+            shares = np.clip(self.scale_.transform([text_statistics(text) for text in texts(rows)]), -5, 5)
+            blocks.append(sparse.csr_matrix(shares * 0.5 / np.sqrt(shares.shape[1])))
         return sparse.hstack(blocks).tocsr()
 
     def fit(self, rows: list, y: np.ndarray) -> Fusion:
@@ -194,7 +236,11 @@ class Fusion(ClassifierMixin, BaseEstimator):
             ).fit(texts(rows))
         if self.head:
             self.first_ = TfidfVectorizer(sublinear_tf=True, min_df=2).fit([r[0][: self.head] for r in rows])
-        self.model_ = LogisticRegression(C=10, max_iter=3000).fit(self.features(rows), y)
+        if self.statistics:
+            from sklearn.preprocessing import StandardScaler
+
+            self.scale_ = StandardScaler().fit([text_statistics(text) for text in texts(rows)])
+        self.model_ = self.learners[self.learner]().fit(self.features(rows), y)
         self.classes_ = self.model_.classes_
         return self
 
@@ -336,6 +382,12 @@ VARIANTS: dict[str, tuple[Callable[[], object], int | None]] = {
         lambda: Fusion(spread=True),
         None,
     ),
+    "fusion + text statistics (writing systems, digits, punctuation, length) as a block": (
+        lambda: Fusion(statistics=True),
+        None,
+    ),
+    "fusion's features, ridge classifier (least squares, alpha 1)": (lambda: Fusion(learner="ridge"), None),
+    "fusion's features, linear SVM (C 1, uncalibrated)": (lambda: Fusion(learner="svm"), None),
     "stacking: tfidf and logreg (MiniLM) out-of-fold log-probabilities, logistic regression": (Stacked, None),
     "TF-IDF on 300-word pieces, pieces' log-probabilities averaged": (Chunked, None),
     "naive-Bayes-weighted logistic regression (NBSVM-style)": (NaiveBayesWeighted, None),

@@ -75,3 +75,27 @@ def test_fusion_can_read_the_pooled_windows_instead_of_the_first_tokens():
     first = variants.Fusion().fit(rows, np.asarray(labels)).features(rows)
     assert abs(spread[:, -8:]).sum() == 0 and abs(first[:, -8:]).sum() > 0
     assert (spread[:, :-8] != first[:, :-8]).nnz == 0
+
+
+def test_text_statistics_see_writing_systems_digits_and_length():
+    variants = load_script()
+    latin = variants.text_statistics("plain text 2024")
+    hebrew = variants.text_statistics("שלום עולם plain")
+    column = {name: i for i, name in enumerate(variants.SCRIPTS)}
+    assert latin[column["HEBREW"]] == 0 and hebrew[column["HEBREW"]] > 0.5
+    digits = len(variants.SCRIPTS) + 1
+    assert latin[digits] == 4 / 15 and hebrew[digits] == 0
+    assert variants.text_statistics("a" * 1000)[-2] > latin[-2]  # the log length
+
+
+def test_fusion_features_take_other_learners_and_a_statistics_block():
+    variants = load_script()
+    labels = ["alpha", "beta", "gamma"] * 4
+    rows, y = rows_for(labels, 0), np.asarray(labels)
+    plain = variants.Fusion().fit(rows, y)
+    with_statistics = variants.Fusion(statistics=True).fit(rows, y)
+    assert with_statistics.features(rows).shape[1] == plain.features(rows).shape[1] + len(variants.text_statistics(""))
+    for learner in ("ridge", "svm"):
+        fitted = variants.Fusion(learner=learner).fit(rows, y)
+        assert type(fitted.model_).__name__ == {"ridge": "RidgeClassifier", "svm": "LinearSVC"}[learner]
+        assert list(fitted.predict(rows_for(["gamma", "alpha"], 1))) == ["gamma", "alpha"]
