@@ -11,6 +11,7 @@ chose on train/, 100, and at its default, 10; the baselines as scripts/bench_rea
 
     .venv/bin/python scripts/bench_real_splits.py                # 100 splits, about 20 minutes on 2 cores
     .venv/bin/python scripts/bench_real_splits.py --splits 20    # a quicker look
+    .venv/bin/python scripts/bench_real_splits.py --plot leads.png   # also the leads' histograms
 """
 
 from __future__ import annotations
@@ -85,6 +86,28 @@ def lead_summary(split_scores: list[dict[str, float]], fixed: dict[str, float], 
     )
 
 
+def plot_leads(split_scores: list[dict[str, float]], fixed: dict[str, float], champion: str, path: Path) -> None:
+    """One histogram per baseline: the champion's lead on each split, the goal (5 points) and test/'s lead."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, len(BASELINES), figsize=(5 * len(BASELINES), 3.6), sharey=True)
+    for axis, baseline in zip(axes, BASELINES, strict=True):
+        leads = [s[champion] - s[baseline] for s in split_scores]
+        axis.hist(leads, bins=20, color="#8da0cb")
+        axis.axvline(0.05, color="black", linestyle="--", label="the goal: +0.05")
+        axis.axvline(fixed[champion] - fixed[baseline], color="#d95f02", linewidth=2, label="test/ (the fixed split)")
+        axis.set_title(f"{champion} over {baseline}, {len(leads)} splits")
+        axis.set_xlabel("lead in macro-F1")
+    axes[0].set_ylabel("splits")
+    axes[0].legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
 def load(folder: Path, embedder: object) -> tuple[list[str], np.ndarray, list[str], list[str]]:
     paths = sorted(str(p) for p in folder.glob("*/*.pdf"))
     texts = [r.extraction.text if r.extraction else "" for r in extract_files(paths, ExtractConfig())]
@@ -97,9 +120,13 @@ def main() -> int:
     parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
     parser.add_argument("--splits", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--plot", type=Path, default=None, metavar="PNG", help="also draw the leads' histograms here")
     args = parser.parse_args()
     if args.splits < 1:
         print(f"error: --splits must be >= 1; got {args.splits}", file=sys.stderr)
+        return 2
+    if args.plot and not args.plot.parent.is_dir():
+        print(f"error: --plot {args.plot}: no folder {args.plot.parent}", file=sys.stderr)
         return 2
     if not (args.corpus / "train").is_dir() or not (args.corpus / "test").is_dir():
         print(f"error: --corpus {args.corpus} needs train/<class>/ and test/<class>/ folders of PDFs", file=sys.stderr)
@@ -139,6 +166,9 @@ def main() -> int:
         both = np.mean([min(s[champion] - s[b] for b in BASELINES) >= 0.05 for s in split_scores])
         print(f"\n{champion}: ≥ 5 points over both baselines on {both:.0%} of the splits", end="")
     print()
+    if args.plot:
+        plot_leads(split_scores, fixed, MODELS[0], args.plot)
+        print(f"histograms of the leads: {args.plot}")
     return 0
 
 

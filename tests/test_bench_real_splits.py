@@ -54,3 +54,11 @@ def test_the_lead_summary_places_the_fixed_split_among_the_others():
 def test_a_bad_split_count_is_one_line_and_exit_2():
     done = subprocess.run([sys.executable, str(SCRIPT), "--splits", "0"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.strip() == "error: --splits must be >= 1; got 0"
+
+
+def test_the_leads_are_drawn_as_histograms(tmp_path):
+    splits = load_script()
+    rng = np.random.default_rng(0)
+    others = [{name: 0.5 + rng.normal(0, 0.05) for name in splits.MODELS} for _ in range(30)]
+    splits.plot_leads(others, dict.fromkeys(splits.MODELS, 0.6), "fusion C 100", tmp_path / "leads.png")
+    assert (tmp_path / "leads.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
