@@ -32,6 +32,9 @@ sys.path.insert(0, str(ROOT))
 from ingestion.extract import ExtractConfig, extract_files  # noqa: E402
 from training.classifiers import TrainConfig, build_classifier, fused_rows  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from bench_real import minilm_baseline, tfidf_baseline  # noqa: E402
+
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "texlive-dev"
 MODELS = ("fusion C 100", "fusion C 10", "TF-IDF", "MiniLM 256")
 BASELINES = ("TF-IDF", "MiniLM 256")
@@ -55,10 +58,6 @@ def package_disjoint_split(
 
 
 def predictions(texts: list[str], vectors: np.ndarray, labels: np.ndarray, held: np.ndarray) -> dict[str, np.ndarray]:
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-
     fit_on, scored = np.where(~held)[0], np.where(held)[0]
     text_fit, text_scored = [texts[i] for i in fit_on], [texts[i] for i in scored]
     out = {}
@@ -66,9 +65,9 @@ def predictions(texts: list[str], vectors: np.ndarray, labels: np.ndarray, held:
         model = build_classifier("fusion", TrainConfig(fusion_c=c))
         model.fit(fused_rows(text_fit, vectors[fit_on]), labels[fit_on])
         out[name] = model.predict(fused_rows(text_scored, vectors[scored]))
-    tfidf = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=2000)).fit(text_fit, labels[fit_on])
-    out["TF-IDF"] = tfidf.predict(text_scored)
-    out["MiniLM 256"] = LogisticRegression(max_iter=2000).fit(vectors[fit_on], labels[fit_on]).predict(vectors[scored])
+    out["TF-IDF"] = tfidf_baseline().fit(text_fit, labels[fit_on]).predict(text_scored)  # type: ignore[attr-defined]
+    minilm = minilm_baseline().fit(vectors[fit_on], labels[fit_on])  # type: ignore[attr-defined]
+    out["MiniLM 256"] = minilm.predict(vectors[scored])
     return out
 
 
