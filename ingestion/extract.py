@@ -239,12 +239,13 @@ def _extract(data: bytes, config: ExtractConfig) -> Extraction:
             # Each backend misses text the other finds (fonts without a Unicode map, odd encodings):
             # with fallback_on_empty, ask the other before calling it a scan.
             errors.append(f"{name}: {stripped} chars")
+            why = why_empty(config)
             empty = empty or Extraction(
                 "empty_text",
                 text=text,
                 pages=pages,
                 backend=name,
-                message="; ".join([f"{stripped} chars < extract.min_chars={config.min_chars}: likely a scan", *notes]),
+                message="; ".join([f"{stripped} chars < extract.min_chars={config.min_chars}: {why}", *notes]),
             )
             if config.fallback_on_empty:
                 continue
@@ -253,6 +254,15 @@ def _extract(data: bytes, config: ExtractConfig) -> Extraction:
         message = "; ".join([*errors, *notes])[:1000]
         return Extraction(outcome, text=text, pages=pages, backend=name, message=message, flags=tuple(flags))
     return empty or Extraction("corrupt", message="; ".join(errors)[:1000])
+
+
+def why_empty(config: ExtractConfig) -> str:
+    """What an empty_text outcome most likely means, and what the user can do about it."""
+    if config.ocr_active:  # OCR looked at its pages too: not an unread scan
+        return "no readable text, OCR included (drawings, pictures without words, or glyphs without a Unicode map)"
+    if config.ocr == "off":
+        return "likely a scan (extract.ocr=off: set it to auto to read scans)"
+    return f"likely a scan ({ocr.missing_message()})"
 
 
 # A page with fewer characters than this has no text layer worth the name: OCR reads it.

@@ -32,7 +32,7 @@ def _scan_and_original(index: int) -> tuple[bytes, str]:
 def test_a_generated_scan_comes_back_as_its_text_through_ocr():
     scan, original = _scan_and_original(8)
     without = extract_text(scan, ExtractConfig(ocr="off"))
-    assert without.outcome == "empty_text" and "likely a scan" in without.message
+    assert without.outcome == "empty_text" and "likely a scan (extract.ocr=off" in without.message
     result = extract_text(scan, ExtractConfig())
     assert result.outcome == "ok" and "ocr" in result.flags
     assert re.search(r"ocr pages 1(,\d+)*", result.message)
@@ -52,6 +52,20 @@ def test_ocr_stops_at_its_page_limits_and_a_failed_page_costs_only_that_page():
     assert one.message.startswith("ocr pages 1") and "ocr pages 1," not in one.message
     hurried = extract_text(scan, ExtractConfig(ocr_page_timeout_s=0.001))
     assert hurried.outcome == "empty_text" and "OCR stopped after extract.ocr_page_timeout_s" in hurried.message
+
+
+@needs_tesseract
+def test_a_page_with_nothing_to_read_is_not_called_a_scan_once_ocr_has_looked():
+    from io import BytesIO
+
+    from pypdf import PdfWriter
+
+    writer, out = PdfWriter(), BytesIO()
+    writer.add_blank_page(width=612, height=792)
+    writer.write(out)
+    blank = extract_text(out.getvalue(), ExtractConfig())
+    assert blank.outcome == "empty_text"
+    assert "OCR included" in blank.message and "scan" not in blank.message
 
 
 def test_a_rendered_page_never_exceeds_the_pixel_cap():
