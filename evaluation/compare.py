@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             "or pass --tracking-uri",
             file=sys.stderr,
         )
-        return 1
+        return 2  # the user's mistake, as everywhere: exit status 2
     uri = args.tracking_uri or tracking.default_tracking_uri(args.workspace)
     out = args.out or args.workspace / "reports" / "compare"
     rows = compare(uri, args.experiment, out)

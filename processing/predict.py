@@ -146,7 +146,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     workspace = args.workspace.resolve()
     if not args.tracking_uri and not (workspace / "mlflow.db").exists():
-        print(f"error: no registry in {workspace}: pass --workspace or --tracking-uri", file=sys.stderr)
+        print(
+            f"error: no registry in {workspace}: train first (python -m processing.run) or pass --workspace or"
+            " --tracking-uri",
+            file=sys.stderr,
+        )
         return 2
     start = time.perf_counter()
     try:

@@ -43,3 +43,10 @@ def test_cost_comes_from_the_run_that_built_the_features():
     built = _run("1k", 1, 0.8, 1000)
     cost = build_cost(retrain, [retrain, built])
     assert cost["embed_docs_s"] == pytest.approx(30.0) and cost["wall_seconds"] > 3.0
+
+
+def test_compare_without_a_workspace_is_a_user_error_not_a_crash(tmp_path, capsys):
+    from evaluation.compare import main
+
+    assert main(["--workspace", str(tmp_path)]) == 2
+    assert "run python -m processing.run first" in capsys.readouterr().err
