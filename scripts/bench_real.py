@@ -33,6 +33,7 @@ from sklearn.metrics import f1_score
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from evaluation.metrics import expected_calibration_error  # noqa: E402
 from ingestion.extract import ExtractConfig, extract_files  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpora" / "texlive-dev"
@@ -138,8 +139,11 @@ def where(path: str) -> str:
     return str(Path(path).parent.resolve() / Path(path).name)
 
 
-def docscale(corpus: Path, workspace: Path, settings: list[str], scored: list[Path]) -> tuple[list[list[str]], dict]:
-    """Per scored folder, the champion's prediction for every file, in `labelled`'s order; the run's summary."""
+def docscale(
+    corpus: Path, workspace: Path, settings: list[str], scored: list[Path]
+) -> tuple[list[list[str]], list[float], dict]:
+    """Per scored folder, the champion's prediction for every file (in `labelled`'s order) and its expected
+    calibration error there; the run's summary."""
 
     def conductor(module: str, *args: str) -> None:
         subprocess.run([sys.executable, "-m", module, "--workspace", str(workspace), *args], cwd=ROOT, check=True)
@@ -147,7 +151,7 @@ def docscale(corpus: Path, workspace: Path, settings: list[str], scored: list[Pa
     summary_path = workspace / "run.json"
     overrides = [arg for setting in settings for arg in ("--set", setting)]
     conductor("processing.run", "--input", str(corpus / "train"), "--summary", str(summary_path), *overrides)
-    predictions = []
+    predictions, eces = [], []
     for number, folder in enumerate(scored):
         out = workspace / f"predictions_{number}.parquet"
         conductor("processing.predict", "--input", str(folder), "--out", str(out))
@@ -156,10 +160,21 @@ def docscale(corpus: Path, workspace: Path, settings: list[str], scored: list[Pa
         by_path = {where(p): str(label) if label else "(none)" for p, label in scored_rows}
         # A file the run never scored counts as wrong, not as missing.
         predictions.append([by_path.get(where(p), "(none)") for p in labelled(folder)[0]])
-    return predictions, json.loads(summary_path.read_text())
+        eces.append(champion_ece(rows, dict(zip(map(where, labelled(folder)[0]), labelled(folder)[1], strict=True))))
+    return predictions, eces, json.loads(summary_path.read_text())
 
 
-def print_table(title: str, truth: list[str], predictions: dict[str, list[str]], ours: str) -> dict:
+def champion_ece(rows: pd.DataFrame, truth_of: dict[str, str]) -> float:
+    """Expected calibration error of the champion's probabilities on the files it scored: documents none of
+    its training saw, unlike the held-out split's ECE in the run's summary."""
+    columns = [c for c in rows.columns if c.startswith("p_")]
+    scored = rows[rows["label"].notna()]
+    classes = np.asarray([c[2:] for c in columns])
+    truth = np.asarray([truth_of[where(p)] for p in scored["path"]])
+    return expected_calibration_error(truth, scored[columns].to_numpy(dtype=float), classes)
+
+
+def print_table(title: str, truth: list[str], predictions: dict[str, list[str]], ours: str, ece: float) -> dict:
     """One scored folder's table: every method's macro-F1, and the champion's paired lead over the others."""
     others = {name: theirs for name, theirs in predictions.items() if name != ours}
     leads = {name: paired_lead(truth, predictions[ours], theirs) for name, theirs in others.items()}
@@ -176,7 +191,8 @@ def print_table(title: str, truth: list[str], predictions: dict[str, list[str]],
     counts = {label: truth.count(label) for label in classes}
     shown_per_class = [f"{c} {f:.2f} ({counts[c]})" for c, f in zip(classes, per_class, strict=True)]
     print("champion's F1 per class (documents): " + ", ".join(shown_per_class))
-    return {"results": results, "leads": leads}
+    print(f"champion's expected calibration error (ECE) here: {ece:.3f}")
+    return {"results": results, "leads": leads, "champion_ece": ece}
 
 
 def main() -> int:
@@ -211,17 +227,17 @@ def main() -> int:
     scored = [args.corpus / "test", *args.also]
     with tempfile.TemporaryDirectory() as tmp:
         workspace = args.workspace or Path(tmp) / "ws"
-        ours, summary = docscale(args.corpus, workspace, args.set, scored)
+        ours, eces, summary = docscale(args.corpus, workspace, args.set, scored)
         theirs = baselines(args.corpus, scored)
     best = summary["best_classifier"]
     chosen = summary["classifiers"][best]
     champion = f"docscale champion ({best}, chosen by cross-validation on train/)"
     tables = {}
-    for folder, mine, predictions in zip(scored, ours, theirs, strict=True):
+    for folder, mine, ece, predictions in zip(scored, ours, eces, theirs, strict=True):
         predictions[champion] = mine
         truth = labelled(folder)[1]
         title = f"{folder} ({len(truth)} documents; models fitted on train/ only)"
-        tables[str(folder)] = print_table(title, truth, predictions, champion)
+        tables[str(folder)] = print_table(title, truth, predictions, champion, ece)
     print("\ndocscale's selection on train/ (cross-validated macro-F1 per classifier, best setting):")
     for name, row in summary["classifiers"].items():
         if "cv_macro_f1" in row:
