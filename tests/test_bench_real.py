@@ -1,20 +1,10 @@
 """The real-documents benchmark's calibration figure: the champion's ECE on the files it scored, read from
 processing.predict's Parquet columns, with files it could not score left out rather than counted."""
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_real.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_real", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script
 
 
 def predictions(confidence: float) -> pd.DataFrame:
@@ -31,7 +21,7 @@ def predictions(confidence: float) -> pd.DataFrame:
 
 
 def test_the_champions_ece_is_the_gap_between_its_confidence_and_its_accuracy():
-    bench = load_script()
+    bench = load_script("bench_real")
     truth = {
         bench.where(f"/c/{label}/{n}.pdf"): label for label, n in [("a", 1), ("a", 2), ("b", 3), ("b", 4), ("b", 5)]
     }

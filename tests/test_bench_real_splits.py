@@ -1,21 +1,14 @@
 """The many-splits script: its splits must keep packages whole, hold out what test/ holds out per class,
 and differ from one draw to the next; its lead summary must place the fixed split among them."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parent.parent / "scripts" / "bench_real_splits.py"
+from tests.scripts import SCRIPTS, load_script
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_real_splits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = SCRIPTS / "bench_real_splits.py"
 
 
 def corpus() -> tuple[np.ndarray, np.ndarray]:
@@ -30,7 +23,7 @@ def corpus() -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_splits_keep_packages_whole_and_hold_out_enough_of_each_class():
-    splits = load_script()
+    splits = load_script("bench_real_splits")
     labels, packages = corpus()
     rng = np.random.default_rng(0)
     masks = [splits.package_disjoint_split(labels, packages, {"a": 4, "b": 6}, rng) for _ in range(20)]
@@ -42,7 +35,7 @@ def test_splits_keep_packages_whole_and_hold_out_enough_of_each_class():
 
 
 def test_the_lead_summary_places_the_fixed_split_among_the_others():
-    splits = load_script()
+    splits = load_script("bench_real_splits")
     others = [{"ours": 0.6 + lead, "theirs": 0.6} for lead in np.linspace(0.005, 0.095, 10)]
     row = splits.lead_summary(others, {"ours": 0.63, "theirs": 0.6}, "ours", "theirs")
     cells = [cell.strip() for cell in row.strip("|").split("|")]
@@ -57,7 +50,7 @@ def test_a_bad_split_count_is_one_line_and_exit_2():
 
 
 def test_the_leads_are_drawn_as_histograms(tmp_path):
-    splits = load_script()
+    splits = load_script("bench_real_splits")
     rng = np.random.default_rng(0)
     others = [{name: 0.5 + rng.normal(0, 0.05) for name in splits.MODELS} for _ in range(30)]
     splits.plot_leads(others, dict.fromkeys(splits.MODELS, 0.6), "fusion C 100", tmp_path / "leads.png")

@@ -1,22 +1,14 @@
 """The real-document variants script: its stacking must learn from out-of-fold predictions only, and a
 mistyped --only must end in one line before any document is read."""
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parent.parent
-SCRIPT = ROOT / "scripts" / "bench_real_variants.py"
+from tests.scripts import SCRIPTS, load_script
 
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_real_variants", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+SCRIPT = SCRIPTS / "bench_real_variants.py"
 
 
 def rows_for(labels: list[str], seed: int) -> list[tuple]:
@@ -32,7 +24,7 @@ def rows_for(labels: list[str], seed: int) -> list[tuple]:
 
 
 def test_stacking_trusts_the_view_that_predicts_out_of_fold():
-    variants = load_script()
+    variants = load_script("bench_real_variants")
     labels = ["alpha", "beta", "gamma"] * 10
     stacked = variants.Stacked().fit(rows_for(labels, 0), np.asarray(labels))
     # The meta-model reads one log-probability per class from each of the two members.
@@ -45,7 +37,7 @@ def test_stacking_trusts_the_view_that_predicts_out_of_fold():
 
 
 def test_fusion_with_character_ngrams_adds_their_block():
-    variants = load_script()
+    variants = load_script("bench_real_variants")
     labels = ["alpha", "beta", "gamma"] * 4
     rows = rows_for(labels, 0)
     plain = variants.Fusion().fit(rows, np.asarray(labels))
@@ -67,7 +59,7 @@ def test_an_unknown_only_is_one_line_and_exit_2():
 
 
 def test_fusion_can_read_the_pooled_windows_instead_of_the_first_tokens():
-    variants = load_script()
+    variants = load_script("bench_real_variants")
     labels = ["alpha", "beta", "gamma"] * 4
     rows = [(text, first, meta, np.stack([first, -first])) for text, first, meta, _ in rows_for(labels, 0)]
     # Two windows pointing opposite ways pool to nothing: the embedding block is all zeros, the words remain.
@@ -78,7 +70,7 @@ def test_fusion_can_read_the_pooled_windows_instead_of_the_first_tokens():
 
 
 def test_text_statistics_see_writing_systems_digits_and_length():
-    variants = load_script()
+    variants = load_script("bench_real_variants")
     latin = variants.text_statistics("plain text 2024")
     hebrew = variants.text_statistics("שלום עולם plain")
     column = {name: i for i, name in enumerate(variants.SCRIPTS)}
@@ -89,7 +81,7 @@ def test_text_statistics_see_writing_systems_digits_and_length():
 
 
 def test_fusion_features_take_other_learners_and_a_statistics_block():
-    variants = load_script()
+    variants = load_script("bench_real_variants")
     labels = ["alpha", "beta", "gamma"] * 4
     rows, y = rows_for(labels, 0), np.asarray(labels)
     plain = variants.Fusion().fit(rows, y)

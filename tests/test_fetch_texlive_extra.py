@@ -1,18 +1,10 @@
 """The extra real-document set must share no package and no file with texlive-dev, or scoring it would
 measure memory of the training packages instead of generalisation."""
 
-import importlib.util
 import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("fetch_texlive_extra", ROOT / "scripts" / "fetch_texlive_extra.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from tests.scripts import load_script
 
 
 def put(path: Path, size: int, fill: bytes) -> Path:
@@ -22,7 +14,7 @@ def put(path: Path, size: int, fill: bytes) -> Path:
 
 
 def test_the_extra_set_leaves_out_the_corpus_packages_copies_and_sizes(tmp_path):
-    fetch = load_script()
+    fetch = load_script("fetch_texlive_extra")
     corpus, unpacked = tmp_path / "corpus", tmp_path / "unpacked"
     put(corpus / "train" / "luatex" / "latex__usedpkg__manual.pdf", 40_000, b"a")
     put(corpus / "test" / "luatex" / "luatex__other__doc.pdf", 40_000, b"b")
