@@ -22,25 +22,29 @@ from processing.features.versions import UnknownVersionError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m processing.features", description=__doc__.split("\n")[0])
     parser.add_argument("--workspace", type=Path, default=Path("workspace"))
+    # --workspace also after the command (`show fv-1234 --workspace w`), where users put it too.
+    workspace = argparse.ArgumentParser(add_help=False)
+    workspace.add_argument("--workspace", type=Path, default=argparse.SUPPRESS)
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("list")
-    sub.add_parser("show").add_argument("version")
-    diff = sub.add_parser("diff")
+    sub.add_parser("list", parents=[workspace])
+    sub.add_parser("show", parents=[workspace]).add_argument("version")
+    diff = sub.add_parser("diff", parents=[workspace])
     diff.add_argument("a")
     diff.add_argument("b")
-    export = sub.add_parser("export")
+    export = sub.add_parser("export", parents=[workspace])
     export.add_argument("version")
     export.add_argument("folder", type=Path)
     args = parser.parse_args(argv)
     try:
         with FeatureStore(args.workspace / "features.duckdb", read_only=True) as store:
             if args.command == "list":
-                print(f"{'version':<20} {'created':<20} {'source':<12} {'train':>7} {'held-out':>8} {'parent':<20}")
+                # source last: a user's folder can be any length, and would push the columns after it
+                print(f"{'version':<20} {'created':<20} {'train':>7} {'held-out':>8} {'parent':<20} source")
                 for v in store.versions():
                     created = v["created_at"].strftime("%Y-%m-%d %H:%M:%S")
                     print(
-                        f"{v['version_id']:<20} {created:<20} {v['source']:<12} {v['n_train']:>7} "
-                        f"{v['n_heldout']:>8} {v['parent_version'] or '-':<20}"
+                        f"{v['version_id']:<20} {created:<20} {v['n_train']:>7} "
+                        f"{v['n_heldout']:>8} {v['parent_version'] or '-':<20} {v['source']}"
                     )
             elif args.command == "show":
                 print(json.dumps(store.version(args.version), indent=2, default=str))
@@ -49,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 for path in store.export(args.version, args.folder):
                     print(path)
-    except (UnknownVersionError, FileNotFoundError, WorkspaceLockedError) as exc:
+    except (UnknownVersionError, FileNotFoundError) as exc:  # the user's mistake: exit status 2, as elsewhere
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except WorkspaceLockedError as exc:  # a run is writing: try again later
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return 0
