@@ -164,16 +164,3 @@ def test_a_workspace_on_a_read_only_mount_is_one_line(tmp_path, workspace):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot be written" in lines[0] and "read-only" in lines[0], lines
     assert list((tmp_path / "src").rglob("*")) == [tmp_path / "src" / "ws"]  # nothing was created
-
-
-def test_features_takes_the_workspace_after_the_command_and_an_unknown_version_is_one_line(tmp_path, capsys):
-    from processing.features import FeatureStore
-    from processing.features.__main__ import main as features_main
-
-    FeatureStore(tmp_path / "features.duckdb").close()
-    assert features_main(["list", "--workspace", str(tmp_path)]) == 0
-    assert capsys.readouterr().out.startswith("version ")
-    assert features_main(["show", "fv-nope", "--workspace", str(tmp_path)]) == 2
-    assert "no feature version 'fv-nope'" in _one_line_error(capsys)
-    assert features_main(["--workspace", str(tmp_path / "elsewhere"), "list"]) == 2
-    assert "no feature store" in _one_line_error(capsys)

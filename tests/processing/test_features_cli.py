@@ -43,8 +43,16 @@ def test_list_show_diff_export(tmp_path, capsys):
 
 
 def test_unknown_version_and_missing_store_are_one_line_errors(tmp_path, capsys):
-    assert main(["--workspace", str(tmp_path), "list"]) == 1
+    assert main(["--workspace", str(tmp_path), "list"]) == 2  # the user's mistake, as everywhere
     assert "no feature store" in capsys.readouterr().err
     _store_with_two_versions(tmp_path / "features.duckdb")
-    assert main(["--workspace", str(tmp_path), "show", "fv-nope"]) == 1
+    assert main(["--workspace", str(tmp_path), "show", "fv-nope"]) == 2
     assert "no feature version 'fv-nope'" in capsys.readouterr().err
+
+
+def test_the_workspace_may_follow_the_command(tmp_path, capsys):
+    first, _ = _store_with_two_versions(tmp_path / "features.duckdb")
+    assert main(["show", first, "--workspace", str(tmp_path)]) == 0
+    assert json.loads(capsys.readouterr().out)["version_id"] == first
+    assert main(["list", "--workspace", str(tmp_path)]) == 0
+    assert first in capsys.readouterr().out
