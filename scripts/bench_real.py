@@ -158,9 +158,10 @@ def docscale(
         rows = pd.read_parquet(out)
         scored_rows = zip(rows["path"], rows["label"], strict=True)
         by_path = {where(p): str(label) if label else "(none)" for p, label in scored_rows}
+        paths, labels = labelled(folder)
         # A file the run never scored counts as wrong, not as missing.
-        predictions.append([by_path.get(where(p), "(none)") for p in labelled(folder)[0]])
-        eces.append(champion_ece(rows, dict(zip(map(where, labelled(folder)[0]), labelled(folder)[1], strict=True))))
+        predictions.append([by_path.get(where(p), "(none)") for p in paths])
+        eces.append(champion_ece(rows, dict(zip(map(where, paths), labels, strict=True))))
     return predictions, eces, json.loads(summary_path.read_text())
 
 
