@@ -32,7 +32,7 @@ from processing.pipeline import run_pipeline, start_executor
 from processing.progress import Stopwatch, log
 from processing.run_training import Inputs, RunContext, train_and_report
 from training import tracking
-from training.classifiers import FUSED_INPUT, TEXT_INPUT
+from training.classifiers import FUSED_INPUT, TEXT_INPUT, fused_rows
 from training.gate import Challenge, GateDecision, challenge_gate
 
 RECENT_SHARE = 0.3  # of newly labelled documents kept aside to judge a challenger on (never trained on)
@@ -147,11 +147,6 @@ def run_cycle(
         return result
 
     champion = tracking.load_document_model(f"models:/{registry}/{champion_entry.version}")
-    if champion.view != "vectors":  # drift is measured in the embedding space, with the champion's probabilities
-        raise InputError(
-            f"the champion ({champion.name}, version {champion_entry.version}) reads {champion.view}, and the loop "
-            "monitors embedding classifiers: train it with --set train.classifiers=logreg,sgd,mlp"
-        )
     # The batch is read exactly as the champion's training data was: its settings, not the config's.
     config.extract, config.embed = champion.extract, champion.embed
     with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
@@ -258,7 +253,7 @@ def _cycle(
     folder = workspace / "cycles" / batch.batch_id
     with clock.stage("score"):
         vectors = store.load_vectors(usable, embedder, extractor) if usable else np.zeros((0, 1))
-        probabilities = champion.classifier.predict_proba(vectors) if usable else np.zeros((0, len(champion.classes)))
+        probabilities = champion_probabilities(champion, store, usable, vectors, extractor)
         predictions = _write_predictions(
             folder / "predictions.parquet", batch, outcomes, usable, probabilities, champion.classes
         )
@@ -266,26 +261,28 @@ def _cycle(
     # Monitoring: the batch against the champion's training data.
     with clock.stage("monitor"):
         reference = store.version_rows(champion.feature_version, splits=("train",))
+        reference_extractor = store.version(champion.feature_version)["extractor"]
         current = store.version_rows(batch_fv) if batch_fv else None
+        current_proba = None
+        if current is not None:
+            current_proba = champion_probabilities(champion, store, current.hashes, current.vectors, extractor)
         recorded = tracking.recorded_figures(champion_entry)
         labelled = None
-        if current is not None:
+        if current is not None and current_proba is not None:
             known = np.asarray([bool(label) for label in current.labels])
             if known.any():
-                predicted = np.asarray(champion.classes)[
-                    champion.classifier.predict_proba(current.vectors[known]).argmax(axis=1)
-                ]
+                predicted = np.asarray(champion.classes)[current_proba[known].argmax(axis=1)]
                 labelled = (np.asarray(current.labels)[known], predicted)
         sample = config.monitor.text_sample
         ref_side = Side(
             reference.vectors,
-            champion.classifier.predict_proba(reference.vectors),
+            champion_probabilities(champion, store, reference.hashes, reference.vectors, reference_extractor),
             lengths=reference.lengths,
             texts=store.sample_texts(champion.feature_version, sample, splits=("train",)),
         )
         cur_side = Side(
             current.vectors if current else np.zeros((0, reference.vectors.shape[1])),
-            champion.classifier.predict_proba(current.vectors) if current else None,
+            current_proba,
             store.outcome_counts(run_id),
             current.lengths if current else np.zeros(0),
             store.sample_texts(batch_fv, sample) if batch_fv else [],
@@ -423,19 +420,48 @@ def _retrain(
         clock=clock,
     )
     state.tags = {"cycle_batch": batch.batch_id, "parent_feature_version": champion.feature_version}
-    # Challengers read embeddings, as the loop's drift tests and scoring do (see run_cycle).
-    vector_models = [c for c in config.train.classifiers if c not in TEXT_INPUT | FUSED_INPUT]
-    config = replace(config, train=replace(config.train, classifiers=vector_models or ["logreg"]))
+    # An embedding champion is challenged by embedding classifiers (fast to retrain, as the scenario expects);
+    # one that reads text by the configured classifiers, its own kind among them.
+    if champion.needs_text:
+        challengers = list(dict.fromkeys([*config.train.classifiers, champion.name]))
+    else:
+        challengers = [c for c in config.train.classifiers if c not in TEXT_INPUT | FUSED_INPUT] or ["logreg"]
+    config = replace(config, train=replace(config.train, classifiers=challengers))
     summary = train_and_report(config, store, state, version_id, created, decide=decide)
     registry = summary["registry"]
     return GateDecision(**{k: registry.get(k) for k in GateDecision.__dataclass_fields__})
 
 
 def _as_input(name: str, vectors: np.ndarray, store: FeatureStore, hashes: list[str], base: dict[str, Any]) -> Any:
-    if name not in TEXT_INPUT:
+    if name not in TEXT_INPUT | FUSED_INPUT:
         return vectors
     texts = dict(store.iter_texts(hashes, base["extractor"]))
+    if name in FUSED_INPUT:
+        return fused_rows([texts[h] for h in hashes], vectors)
     return np.asarray([texts[h] for h in hashes], dtype=object)  # not fixed-width: as wide as the longest
+
+
+def champion_probabilities(
+    champion: DocumentClassifier,
+    store: FeatureStore,
+    hashes: list[str],
+    vectors: np.ndarray,
+    extractor: str,
+    chunk: int = 2048,
+) -> np.ndarray:
+    """The champion's probabilities for these documents. One that reads text gets it from the store a chunk
+    at a time, so memory stays bounded however large its training version is."""
+    if not len(hashes):
+        return np.zeros((0, len(champion.classes)))
+    if not champion.needs_text:
+        return champion.classifier.predict_proba(vectors)
+    parts = []
+    for start in range(0, len(hashes), chunk):
+        part = hashes[start : start + chunk]
+        texts = dict(store.iter_texts(part, extractor))
+        features = champion.features([texts[h] for h in part], vectors[start : start + chunk])
+        parts.append(champion.classifier.predict_proba(features))
+    return np.vstack(parts)
 
 
 def _macro_f1(y: np.ndarray, predicted: np.ndarray) -> float:

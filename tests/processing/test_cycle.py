@@ -7,6 +7,7 @@ import contextlib
 import json
 
 import duckdb
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from mlflow.tracking import MlflowClient
@@ -184,3 +185,33 @@ def test_a_cycle_killed_after_its_gate_acted_records_that_decision_and_trains_no
     with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
         rows = con.execute("SELECT decision FROM decisions WHERE batch_id = ?", [decided["batch_id"]]).fetchall()
     assert rows == [(decided["decision"],)]
+
+
+def test_the_loop_runs_on_a_champion_that_reads_text_and_vectors(tmp_path):
+    """processing.run picks fusion on real documents; the loop scores, monitors and retrains it, reading the
+    texts from the store a chunk at a time."""
+    import mlflow
+
+    from processing.features import FeatureStore
+    from processing.loop import champion_probabilities
+    from training import tracking
+
+    workspace = tmp_path / "ws"
+    with contextlib.redirect_stdout(None):
+        scenario_main(["--small", "--workspace", str(workspace), "--set", "train.classifiers=fusion"])
+    rows = json.loads((workspace / "scenario" / "report" / "scenario.json").read_text())
+    assert len(rows) == 3 and rows[0]["decision"] == "no_drift"
+    assert rows[1]["drift"]["detected"] and rows[1]["decision"] in ("promoted", "rejected")
+    predictions = pq.read_table(rows[0]["predictions"]).to_pylist()
+    assert len(predictions) == rows[0]["documents"] and all(p["label"] for p in predictions)
+    mlflow.set_tracking_uri(f"sqlite:///{workspace / 'mlflow.db'}")
+    champion = tracking.load_document_model("models:/docscale-classifier/1")
+    challenger = tracking.load_document_model(f"models:/docscale-classifier/{rows[1]['challenger_version']}")
+    assert champion.view == challenger.view == "both"
+    with FeatureStore(workspace / "features.duckdb", read_only=True) as store:
+        reference = store.version_rows(champion.feature_version, splits=("train",))
+        extractor = store.version(champion.feature_version)["extractor"]
+        whole = champion_probabilities(champion, store, reference.hashes, reference.vectors, extractor)
+        chunked = champion_probabilities(champion, store, reference.hashes, reference.vectors, extractor, chunk=7)
+    assert whole.shape == (len(reference.hashes), len(champion.classes))
+    np.testing.assert_allclose(chunked, whole)
