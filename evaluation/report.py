@@ -30,11 +30,28 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     if any("cv_macro_f1" in m for m in summary["classifiers"].values()):
         lines.append("best: by cross-validated macro-F1 on the training documents; macro-F1 and ECE: held-out")
+    if summary.get("registry"):
+        lines.append(registry_line(summary["registry"]))
     lines += ["", f"{'stage':<12} {'seconds':>8}"]
     for stage, seconds in summary["stage_seconds"].items():
         lines.append(f"{stage:<12} {seconds:>8.1f}")
     lines.append(f"{'total':<12} {sum(summary['stage_seconds'].values()):>8.1f}")
     return "\n".join(lines)
+
+
+def registry_line(decision: dict[str, Any]) -> str:
+    """What the gate did with this run's best model, in one line: which version is the champion now."""
+    d = decision
+    head = f"registry {d['registry_model']}: {d['challenger']} registered as version {d['challenger_version']}"
+    if "champion_version" not in d:  # no champion to weigh against
+        return f"{head}, {d['decision'].replace('_', ' ')} ({d['reason']})"
+    weighed = (
+        f"macro-F1 {d['challenger_macro_f1']:.3f} against version {d['champion_version']}'s "
+        f"{d['champion_macro_f1']:.3f} ({d.get('champion_scored', 'as recorded')}; {d['reason']})"
+    )
+    if d["decision"] == "promoted":
+        return f"{head}, now the champion: {weighed}"
+    return f"{head}; version {d['champion_version']} stays the champion: {weighed}"
 
 
 def write_predictions(path: Path, paths: list[str], model: Any, vectors: Any, key: str = "path") -> None:

@@ -1,0 +1,65 @@
+"""The run summary's registry line says which version is the champion after the gate."""
+
+from evaluation.report import format_summary, registry_line
+
+BASE = {"registry_model": "docscale-classifier", "challenger": "svm", "margin": 0.005}
+
+
+def test_first_model_becomes_the_champion() -> None:
+    line = registry_line(
+        {
+            **BASE,
+            "challenger_version": "1",
+            "challenger_macro_f1": 0.7,
+            "decision": "promoted",
+            "reason": "no champion yet",
+        }
+    )
+    assert line == "registry docscale-classifier: svm registered as version 1, promoted (no champion yet)"
+
+
+def test_a_challenger_that_does_not_win_leaves_the_champion_named() -> None:
+    decision = {
+        **BASE,
+        "challenger_version": "4",
+        "challenger_macro_f1": 0.678,
+        "champion_version": "1",
+        "champion_macro_f1": 0.6781,
+        "champion_scored": "rescored on this held-out set",
+        "decision": "kept_champion",
+        "reason": "does not beat champion by more than 0.005",
+    }
+    line = registry_line(decision)
+    assert "version 1 stays the champion" in line
+    assert "0.678 against version 1's 0.678 (rescored on this held-out set;" in line
+    promoted = registry_line({**decision, "challenger_macro_f1": 0.9, "decision": "promoted", "reason": "beats"})
+    assert "registered as version 4, now the champion: macro-F1 0.900 against version 1's" in promoted
+
+
+def test_summary_prints_the_registry_line_after_the_classifiers() -> None:
+    summary = {
+        "run_id": "r",
+        "tier": "50",
+        "device": "cpu",
+        "documents": 2,
+        "train_documents": 1,
+        "heldout_documents": 1,
+        "failed": {},
+        "work": {},
+        "feature_version": "fv-1",
+        "feature_version_created": True,
+        "mlflow_run_id": "m",
+        "classifiers": {"svm": {"accuracy": 1.0, "macro_f1": 1.0, "ece": 0.0, "train_seconds": 0.1}},
+        "best_classifier": "svm",
+        "registry": {
+            **BASE,
+            "challenger_version": "1",
+            "challenger_macro_f1": 1.0,
+            "decision": "promoted",
+            "reason": "no champion yet",
+        },
+        "stage_seconds": {"train": 0.1},
+    }
+    lines = format_summary(summary).splitlines()
+    svm_row = next(i for i, line in enumerate(lines) if line.startswith("svm "))
+    assert lines[svm_row + 1].startswith("registry docscale-classifier: svm registered as version 1")
