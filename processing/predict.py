@@ -78,7 +78,8 @@ def predict_folder(
         with clock.stage("score"):
             written = _score(store, model, paths, outcomes, hashes, (embedder, extractor), out)
         store.finish_run(run_id, "finished", None)
-    return {"files": len(paths), "predicted": written, "seconds": clock.seconds, "work": work}
+    scored_by = f"models:/{version.name}/{version.version} ({model.name})"
+    return {"files": len(paths), "predicted": written, "model": scored_by, "seconds": clock.seconds, "work": work}
 
 
 def _score(
@@ -179,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"stages: {result['seconds']}")
     print(
         f"{files} files, {predicted} predicted, {files - predicted} without a prediction -> {args.out} "
-        f"({files / wall:.1f} files/s)"
+        f"({files / wall:.1f} files/s; model {result['model']})"
     )
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 
 import duckdb
@@ -335,7 +336,9 @@ def test_batch_scoring_reproduces_the_runs_heldout_predictions_and_reuses_the_ca
     out = tmp_path / "p.parquet"
     assert predict_main(["--input", str(folder), "--workspace", str(workspace), "--out", str(out), *LOCAL]) == 0
     rows = pq.read_table(out).to_pylist()
-    assert len(rows) == 41 and "41 files, 40 predicted" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert len(rows) == 41 and "41 files, 40 predicted" in printed
+    assert re.search(r"model models:/docscale-classifier/\d+ \(\w+\)\)$", printed.strip())
     for row in rows:
         data = (folder / row["path"].rsplit("/", 1)[-1]).read_bytes()
         if row["outcome"] == "not_pdf":
