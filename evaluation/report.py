@@ -32,6 +32,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append("best: by cross-validated macro-F1 on the training documents; macro-F1 and ECE: held-out")
     if summary.get("registry"):
         lines.append(registry_line(summary["registry"]))
+    if summary.get("workspace"):  # where a person looks next
+        workspace = Path(summary["workspace"])
+        lines.append(f"reports {workspace / 'reports' / summary['run_id']}/ (confusion_*.png, heldout_predictions.csv)")
+        uri = summary.get("tracking_uri", "")
+        lines.append(f"browse  mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"browse  {uri}")
     lines += ["", f"{'stage':<12} {'seconds':>8}"]
     for stage, seconds in summary["stage_seconds"].items():
         lines.append(f"{stage:<12} {seconds:>8.1f}")

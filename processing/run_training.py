@@ -108,6 +108,7 @@ class RunSummary:
     work: dict[str, int]
     cluster: dict[str, Any]
     workspace: str
+    tracking_uri: str
     predictions: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,6 +238,7 @@ def train_and_report(
             work=state.work,
             cluster={**state.cluster, "tasks_per_node": dict(state.tasks_per_node)},
             workspace=str(state.workspace),
+            tracking_uri=config.mlflow.uri(state.workspace),
             predictions=str(predictions) if predictions else None,
         )
         _log_run_figures(summary)

@@ -1,4 +1,4 @@
-"""The run summary's registry line says which version is the champion after the gate."""
+"""The printed run summary says which version is the champion after the gate, and where to look next."""
 
 from evaluation.report import format_summary, registry_line
 
@@ -59,7 +59,13 @@ def test_summary_prints_the_registry_line_after_the_classifiers() -> None:
             "reason": "no champion yet",
         },
         "stage_seconds": {"train": 0.1},
+        "workspace": "/w",
+        "tracking_uri": "sqlite:////w/mlflow.db",
     }
     lines = format_summary(summary).splitlines()
     svm_row = next(i for i, line in enumerate(lines) if line.startswith("svm "))
     assert lines[svm_row + 1].startswith("registry docscale-classifier: svm registered as version 1")
+    assert lines[svm_row + 2].startswith("reports /w/reports/r/ (confusion_*.png")
+    assert lines[svm_row + 3] == "browse  mlflow ui --backend-store-uri sqlite:////w/mlflow.db"
+    remote = format_summary({**summary, "tracking_uri": "http://127.0.0.1:5000"})
+    assert "browse  http://127.0.0.1:5000" in remote.splitlines()
