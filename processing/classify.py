@@ -212,8 +212,8 @@ class DocumentClassifier:
             return list(threads.map(one, documents))
 
     def classify(self, documents: list[Document]) -> list[dict[str, Any]]:
-        """One row per document: name, outcome, message; and for usable text the label, its probability
-        and one p_<class> per class."""
+        """One row per document: name, outcome, message, backend, quality flags; and for usable text the
+        label, its probability and one p_<class> per class."""
         extractions = self.extract_all(documents)
         usable = [i for i, e in enumerate(extractions) if e.outcome in USABLE]
         probabilities = self.probabilities([extractions[i].text for i in usable])
@@ -226,6 +226,7 @@ class DocumentClassifier:
                 "outcome": extraction.outcome,
                 "message": extraction.message,
                 "backend": extraction.backend,
+                "flags": ",".join(extraction.flags),
                 "label": None,
                 "probability": None,
             }

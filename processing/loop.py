@@ -254,8 +254,9 @@ def _cycle(
     with clock.stage("score"):
         vectors = store.load_vectors(usable, embedder, extractor) if usable else np.zeros((0, 1))
         probabilities = champion_probabilities(champion, store, usable, vectors, extractor)
+        notes = store.run_notes(run_id, extractor)
         predictions = _write_predictions(
-            folder / "predictions.parquet", batch, outcomes, usable, probabilities, champion.classes
+            folder / "predictions.parquet", batch, (outcomes, notes), usable, probabilities, champion.classes
         )
 
     # Monitoring: the batch against the champion's training data.
@@ -476,21 +477,31 @@ def _kept_aside(content_hash: str) -> bool:
 
 
 def _write_predictions(
-    path: Path, batch: Batch, outcomes: dict[str, str], usable: list[str], probabilities: np.ndarray, classes: list[str]
+    path: Path,
+    batch: Batch,
+    files: tuple[dict[str, str], dict[str, tuple[str, str]]],
+    usable: list[str],
+    probabilities: np.ndarray,
+    classes: list[str],
 ) -> Path:
+    """One row per file of the batch; `files`: each stored path's outcome and (message, quality flags)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    outcomes, notes = files
     by_hash = dict(zip(usable, probabilities, strict=True))
-    rows: dict[str, list[Any]] = {"path": [], "content_hash": [], "outcome": [], "label": [], "probability": []}
-    rows |= {f"p_{c}": [] for c in classes}
+    names = ("path", "content_hash", "outcome", "message", "flags", "label", "probability")
+    rows: dict[str, list[Any]] = {name: [] for name in names} | {f"p_{c}": [] for c in classes}
     for p in batch.paths:
         digest = batch.hashes[p]
         outcome = outcomes.get(display_path(p), "unreadable")
         proba = by_hash.get(digest) if outcome in USABLE else None
+        message, flags = notes.get(display_path(p), ("", ""))
         rows["path"].append(display_path(p))
         rows["content_hash"].append(digest)
         rows["outcome"].append(outcome)
+        rows["message"].append(message)
+        rows["flags"].append(flags)
         rows["label"].append(classes[int(proba.argmax())] if proba is not None else None)
         rows["probability"].append(float(proba.max()) if proba is not None else None)
         for c, i in zip(classes, range(len(classes)), strict=True):

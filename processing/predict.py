@@ -8,8 +8,10 @@ Files are extracted and embedded by the training stages themselves (processing.b
 tasks and embedding actors), with the extractor and embedder settings the model carries
 (processing.classify.DocumentClassifier), never a default config. Extractions and vectors are cached in
 the workspace, so a killed run resumes where it stopped. Results stream to Parquet in chunks (or CSV), one
-row per file: a file that cannot be read or extracted gets its outcome and no label; the file appears
-whole when done (written under a temporary name, then renamed).
+row per file: a file that cannot be read or extracted gets its outcome, a message saying why and no label;
+a usable one its label and probabilities, and its quality flags (`ocr`: pages read by OCR, `truncated`:
+only the first extract.max_pages pages read). The file appears whole when done (written under a temporary
+name, then renamed).
 """
 
 from __future__ import annotations
@@ -75,8 +77,9 @@ def predict_folder(
                 pool.close()
         else:
             embed_stage(executor, store, settings, usable, pool, clock, workspace / "models", work)
+        notes = store.run_notes(run_id, extractor)
         with clock.stage("score"):
-            written = _score(store, model, paths, outcomes, hashes, (embedder, extractor), out)
+            written = _score(store, model, paths, (outcomes, hashes, notes), (embedder, extractor), out)
         store.finish_run(run_id, "finished", None)
     scored_by = f"models:/{version.name}/{version.version} ({model.name})"
     return {"files": len(paths), "predicted": written, "model": scored_by, "seconds": clock.seconds, "work": work}
@@ -86,20 +89,23 @@ def _score(
     store: FeatureStore,
     model: Any,
     paths: list[str],
-    outcomes: dict[str, str],
-    hashes: dict[str, str],
+    files: tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str]]],
     keys: tuple[str, str],
     out: Path,
 ) -> int:
-    """One row per path, CHUNK rows at a time, to `out` (.parquet or .csv) via a temporary file."""
+    """One row per path, CHUNK rows at a time, to `out` (.parquet or .csv) via a temporary file. `files`:
+    each stored path's outcome, content hash, and (message, quality flags)."""
     import pyarrow as pa
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     embedder, extractor = keys
+    outcomes, hashes, notes = files
     classes = model.classes
+    columns = ("path", "outcome", "message", "flags", "label")
     schema = pa.schema(
-        [("path", pa.string()), ("outcome", pa.string()), ("label", pa.string()), ("probability", pa.float64())]
+        [(name, pa.string()) for name in columns]
+        + [("probability", pa.float64())]
         + [(f"p_{c}", pa.float64()) for c in classes]
     )
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -123,6 +129,9 @@ def _score(
                 row = by_hash.get(hashes[p]) if outcomes[p] in (*USABLE, "duplicate") else None  # same bytes
                 rows["path"].append(p)
                 rows["outcome"].append(outcomes[p])
+                message, flags = notes.get(p, ("", ""))
+                rows["message"].append(message)
+                rows["flags"].append(flags)
                 rows["label"].append(classes[int(row.argmax())] if row is not None else None)
                 rows["probability"].append(float(row.max()) if row is not None else None)
                 for i, c in enumerate(classes):

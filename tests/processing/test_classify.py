@@ -53,6 +53,7 @@ def test_an_error_reaches_every_waiting_caller():
 def test_a_fused_model_reads_text_and_embeddings_of_uploaded_pdfs():
     from ingestion.corpus import CorpusEntry, render_entry
     from ingestion.extract import ExtractConfig, extract_text
+    from ingestion.ocr import tesseract_version
     from processing.classify import Document, DocumentClassifier
     from processing.embed import EmbedConfig, Embedder, concrete_backend, embedder_id
     from training.classifiers import TrainConfig, fused_rows, train_classifier
@@ -65,11 +66,17 @@ def test_a_fused_model_reads_text_and_embeddings_of_uploaded_pdfs():
     y = np.array([label for label, _ in pdfs])
     fusion = train_classifier("fusion", fused_rows(texts, embedder.encode(texts)), y, TrainConfig())
     model = DocumentClassifier(fusion, "fusion", ExtractConfig(), embed, embedder_id(embed), "fv-x", "both")
+    scan = render_entry(2, CorpusEntry("train", 8, "invoice", defect="scanned"))
     try:
-        rows = model.classify([Document(f"{label}.pdf", data) for label, data in pdfs[:3]])
+        rows = model.classify([*(Document(f"{label}.pdf", data) for label, data in pdfs[:3]), Document("s.pdf", scan)])
     finally:
         model.close()
-    assert [r["label"] for r in rows] == labels and all(r["outcome"] == "ok" for r in rows)
+    rows, scanned = rows[:3], rows[3]
+    assert [r["label"] for r in rows] == labels and all(r["outcome"] == "ok" and r["flags"] == "" for r in rows)
+    if tesseract_version():  # each row says what its label rests on: here pages read by OCR
+        assert scanned["outcome"] == "ok" and scanned["flags"] == "ocr" and scanned["label"] in labels
+    else:
+        assert scanned["outcome"] == "empty_text" and scanned["label"] is None
     assert model.settings()["view"] == "both" and model.needs_text and not model.reads_text
 
 

@@ -103,7 +103,8 @@ def test_bad_batches_are_one_line_errors_and_unreadable_only_batches_are_reporte
     assert cycle_main(["--input", str(junk), *base, "--summary", str(tmp_path / "junk.json")]) == 0
     summary = json.loads((tmp_path / "junk.json").read_text())
     assert summary["decision"] == "no_drift" and "no usable document" in summary["reason"]
-    assert len(pq.read_table(summary["predictions"])) == 3
+    junk_rows = pq.read_table(summary["predictions"]).to_pylist()
+    assert len(junk_rows) == 3 and all(r["label"] is None and r["message"] for r in junk_rows)
 
 
 # After the batch's features are stored; while the challenger trains; as the gate registers it (MLflow's line).

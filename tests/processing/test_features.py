@@ -38,6 +38,24 @@ def test_every_file_gets_one_outcome_and_duplicates_count_once(tmp_path):
         assert store.extracted_hashes("ex1") == {"h1", "h2", "h3", "h4"}
 
 
+def test_each_file_keeps_its_message_and_quality_flags_for_the_prediction_rows(tmp_path):
+    scanned = FileRecord("/s.pdf", "h5", 10, Extraction("ok", "read by ocr", 2, "page 2 by OCR", flags=("ocr",)))
+    with FeatureStore(tmp_path / "f.duckdb") as store:
+        store.begin_run("r1", "test", {})
+        store.record_files("r1", "ex1", [*_records(), scanned], {**LABELS, "/s.pdf": ("x", "train")})
+        store.mark_duplicates("r1")
+        notes = store.run_notes("r1", "ex1")
+        assert notes["/s.pdf"] == ("page 2 by OCR", "ocr")
+        assert notes["/c.pdf"] == ("needs password", "")
+        assert notes["/a.pdf"] == ("same bytes as /a-copy.pdf", "")  # the first path in order keeps the text
+        assert notes["/b.pdf"] == ("", "")
+        # A cache hit in a later run reads the stored extraction's message and flags.
+        store.begin_run("r2", "test", {})
+        store.record_files("r2", "ex1", [FileRecord("/s.pdf", "h5", 10, None)], LABELS | {"/s.pdf": ("x", "train")})
+        assert store.run_notes("r2", "ex1") == {"/s.pdf": ("page 2 by OCR", "ocr")}
+        assert store.run_notes("r2", "another extractor") == {"/s.pdf": ("page 2 by OCR", "")}
+
+
 def test_version_is_content_addressed_immutable_and_loads(tmp_path):
     with FeatureStore(tmp_path / "f.duckdb") as store:
         store.begin_run("r1", "test", {})
