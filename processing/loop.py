@@ -29,6 +29,7 @@ from processing.embed import embedder_id
 from processing.features import FeatureStore, Member
 from processing.metrics_export import Series, drift_series, export
 from processing.pipeline import run_pipeline, start_executor
+from processing.prediction_rows import prediction_rows, prediction_schema
 from processing.progress import Stopwatch, log
 from processing.run_training import Inputs, RunContext, train_and_report
 from training import tracking
@@ -235,8 +236,8 @@ def _cycle(
     work: dict[str, int] = {}
     label_map = {p: (labels.get(h), "batch" if h in labels else "predict") for p, h in batch.hashes.items()}
     pool = extract_stage(executor, store, run_id, settings, label_map, clock, workspace / "models", work)
-    outcomes = store.run_outcomes(run_id)
-    usable = sorted({batch.hashes[p] for p in batch.paths if outcomes.get(display_path(p)) in USABLE})
+    files = store.run_files(run_id, extractor)
+    usable = sorted({h for h, outcome, _, _ in files.values() if outcome in USABLE})
     embed_stage(executor, store, settings, usable, pool, clock, workspace / "models", work)
     new = store.add_labels(labels, batch.batch_id, "labels")
     log(f"cycle: {len(batch.paths)} files, {len(usable)} usable, {len(labels)} labels ({new} new or changed)")
@@ -254,9 +255,8 @@ def _cycle(
     with clock.stage("score"):
         vectors = store.load_vectors(usable, embedder, extractor) if usable else np.zeros((0, 1))
         probabilities = champion_probabilities(champion, store, usable, vectors, extractor)
-        notes = store.run_notes(run_id, extractor)
         predictions = _write_predictions(
-            folder / "predictions.parquet", batch, (outcomes, notes), usable, probabilities, champion.classes
+            folder / "predictions.parquet", batch, files, dict(zip(usable, probabilities, strict=True)), champion
         )
 
     # Monitoring: the batch against the champion's training data.
@@ -479,36 +479,21 @@ def _kept_aside(content_hash: str) -> bool:
 def _write_predictions(
     path: Path,
     batch: Batch,
-    files: tuple[dict[str, str], dict[str, tuple[str, str]]],
-    usable: list[str],
-    probabilities: np.ndarray,
-    classes: list[str],
+    files: dict[str, tuple[str, str, str, str]],
+    probabilities: dict[str, np.ndarray],
+    champion: DocumentClassifier,
 ) -> Path:
-    """One row per file of the batch; `files`: each stored path's outcome and (message, quality flags)."""
-    import pyarrow as pa
+    """One row per file of the batch (processing.prediction_rows); `files`: FeatureStore.run_files."""
     import pyarrow.parquet as pq
 
-    outcomes, notes = files
-    by_hash = dict(zip(usable, probabilities, strict=True))
-    names = ("path", "content_hash", "outcome", "message", "flags", "label", "probability")
-    rows: dict[str, list[Any]] = {name: [] for name in names} | {f"p_{c}": [] for c in classes}
-    for p in batch.paths:
-        digest = batch.hashes[p]
-        outcome = outcomes.get(display_path(p), "unreadable")
-        proba = by_hash.get(digest) if outcome in USABLE else None
-        message, flags = notes.get(display_path(p), ("", ""))
-        rows["path"].append(display_path(p))
-        rows["content_hash"].append(digest)
-        rows["outcome"].append(outcome)
-        rows["message"].append(message)
-        rows["flags"].append(flags)
-        rows["label"].append(classes[int(proba.argmax())] if proba is not None else None)
-        rows["probability"].append(float(proba.max()) if proba is not None else None)
-        for c, i in zip(classes, range(len(classes)), strict=True):
-            rows[f"p_{c}"].append(float(proba[i]) if proba is not None else None)
+    paths = [display_path(p) for p in batch.paths]
+    unread = {
+        display_path(p): (h, "unreadable", "not recorded by the extraction stage", "") for p, h in batch.hashes.items()
+    }
+    table = prediction_rows(paths, unread | files, probabilities, prediction_schema(champion.classes, with_hash=True))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(pa.table(rows), tmp)
+    pq.write_table(table, tmp)
     tmp.replace(path)  # a kill leaves the old file or the new one, never half of one
     return path
 

@@ -30,6 +30,7 @@ from processing.config import ConfigError, load_config
 from processing.embed import embedder_id
 from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLockedError
 from processing.pipeline import start_executor
+from processing.prediction_rows import prediction_rows, prediction_schema
 from processing.progress import Stopwatch, log
 from training import tracking
 
@@ -69,17 +70,15 @@ def predict_folder(
         pool = extract_stage(
             executor, store, run_id, settings, {p: (None, "predict") for p in paths}, clock, workspace / "models", work
         )
-        outcomes = store.run_outcomes(run_id)  # keyed by each path as stored (valid UTF-8)
-        hashes = store.run_hashes(run_id)
-        usable = sorted({hashes[display_path(p)] for p in paths if outcomes[display_path(p)] in USABLE})
+        files = store.run_files(run_id, extractor)  # keyed by each path as stored (valid UTF-8)
+        usable = sorted({files[display_path(p)][0] for p in paths if files[display_path(p)][1] in USABLE})
         if model.reads_text:
             if pool:
                 pool.close()
         else:
             embed_stage(executor, store, settings, usable, pool, clock, workspace / "models", work)
-        notes = store.run_notes(run_id, extractor)
         with clock.stage("score"):
-            written = _score(store, model, paths, (outcomes, hashes, notes), (embedder, extractor), out)
+            written = _score(store, model, [display_path(p) for p in paths], files, (embedder, extractor), out)
         store.finish_run(run_id, "finished", None)
     scored_by = f"models:/{version.name}/{version.version} ({model.name})"
     return {"files": len(paths), "predicted": written, "model": scored_by, "seconds": clock.seconds, "work": work}
@@ -89,25 +88,17 @@ def _score(
     store: FeatureStore,
     model: Any,
     paths: list[str],
-    files: tuple[dict[str, str], dict[str, str], dict[str, tuple[str, str]]],
+    files: dict[str, tuple[str, str, str, str]],
     keys: tuple[str, str],
     out: Path,
 ) -> int:
-    """One row per path, CHUNK rows at a time, to `out` (.parquet or .csv) via a temporary file. `files`:
-    each stored path's outcome, content hash, and (message, quality flags)."""
-    import pyarrow as pa
+    """One row per path (processing.prediction_rows), CHUNK rows at a time, to `out` (.parquet or .csv)
+    via a temporary file. `files`: FeatureStore.run_files."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
     embedder, extractor = keys
-    outcomes, hashes, notes = files
-    classes = model.classes
-    columns = ("path", "outcome", "message", "flags", "label")
-    schema = pa.schema(
-        [(name, pa.string()) for name in columns]
-        + [("probability", pa.float64())]
-        + [(f"p_{c}", pa.float64()) for c in classes]
-    )
+    schema = prediction_schema(model.classes)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     csv = out.suffix.lower() == ".csv"
@@ -115,29 +106,17 @@ def _score(
     predicted = 0
     try:
         for start in range(0, len(paths), CHUNK):
-            chunk = [display_path(p) for p in paths[start : start + CHUNK]]
-            usable = sorted({hashes[p] for p in chunk if outcomes[p] in USABLE})
-            proba = None
+            chunk = paths[start : start + CHUNK]
+            usable = sorted({files[p][0] for p in chunk if files[p][1] in USABLE})
+            probabilities = {}
             if usable:
                 texts = dict(store.iter_texts(usable, extractor)) if model.needs_text else {}
                 vectors = None if model.reads_text else store.load_vectors(usable, embedder, extractor)
                 features = model.features([texts[h] for h in usable] if texts else None, vectors)
-                proba = model.classifier.predict_proba(features)
-            by_hash = dict(zip(usable, proba, strict=True)) if usable else {}
-            rows: dict[str, list[Any]] = {name: [] for name in schema.names}
-            for p in chunk:
-                row = by_hash.get(hashes[p]) if outcomes[p] in (*USABLE, "duplicate") else None  # same bytes
-                rows["path"].append(p)
-                rows["outcome"].append(outcomes[p])
-                message, flags = notes.get(p, ("", ""))
-                rows["message"].append(message)
-                rows["flags"].append(flags)
-                rows["label"].append(classes[int(row.argmax())] if row is not None else None)
-                rows["probability"].append(float(row.max()) if row is not None else None)
-                for i, c in enumerate(classes):
-                    rows[f"p_{c}"].append(float(row[i]) if row is not None else None)
-                predicted += row is not None
-            writer.write_table(pa.table(rows, schema=schema))
+                probabilities = dict(zip(usable, model.classifier.predict_proba(features), strict=True))
+            table = prediction_rows(chunk, files, probabilities, schema)
+            predicted += len(chunk) - table.column("label").null_count
+            writer.write_table(table)
     finally:
         writer.close()
     tmp.replace(out)

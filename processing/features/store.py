@@ -270,22 +270,18 @@ class FeatureStore(VersionsMixin, CyclesMixin):
             [run_id],
         ).fetchall()
 
-    def run_outcomes(self, run_id: str) -> dict[str, str]:
-        return dict(self.con.execute("SELECT path, outcome FROM run_inputs WHERE run_id = ?", [run_id]).fetchall())
-
-    def run_notes(self, run_id: str, extractor: str) -> dict[str, tuple[str, str]]:
-        """path -> (message, quality flags) of the run's files: why a file has no prediction, or what to
-        know about the text one was made from (pages read by OCR, a truncated long document)."""
+    def run_files(self, run_id: str, extractor: str) -> dict[str, tuple[str, str, str, str]]:
+        """path -> (content hash, outcome, message, quality flags) of the run's files: what a prediction
+        row says of each (why it has no label, or what its label rests on: pages read by OCR, a long
+        document read only in part)."""
         rows = self.con.execute(
-            """SELECT r.path, coalesce(r.message, ''), coalesce(e.flags, '') FROM run_inputs r
+            """SELECT r.path, r.content_hash, r.outcome, coalesce(r.message, ''), coalesce(e.flags, '')
+               FROM run_inputs r
                LEFT JOIN extractions e ON e.content_hash = r.content_hash AND e.extractor = ?
                WHERE r.run_id = ?""",
             [extractor, run_id],
         ).fetchall()
-        return {path: (message, flags) for path, message, flags in rows}
-
-    def run_hashes(self, run_id: str) -> dict[str, str]:
-        return dict(self.con.execute("SELECT path, content_hash FROM run_inputs WHERE run_id = ?", [run_id]).fetchall())
+        return {path: (digest, outcome, message, flags) for path, digest, outcome, message, flags in rows}
 
     def outcome_counts(self, run_id: str) -> dict[str, int]:
         rows = self.con.execute(

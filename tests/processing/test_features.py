@@ -44,16 +44,16 @@ def test_each_file_keeps_its_message_and_quality_flags_for_the_prediction_rows(t
         store.begin_run("r1", "test", {})
         store.record_files("r1", "ex1", [*_records(), scanned], {**LABELS, "/s.pdf": ("x", "train")})
         store.mark_duplicates("r1")
-        notes = store.run_notes("r1", "ex1")
-        assert notes["/s.pdf"] == ("page 2 by OCR", "ocr")
-        assert notes["/c.pdf"] == ("needs password", "")
-        assert notes["/a.pdf"] == ("same bytes as /a-copy.pdf", "")  # the first path in order keeps the text
-        assert notes["/b.pdf"] == ("", "")
+        files = store.run_files("r1", "ex1")
+        assert files["/s.pdf"] == ("h5", "ok", "page 2 by OCR", "ocr")
+        assert files["/c.pdf"] == ("h3", "encrypted", "needs password", "")
+        assert files["/a.pdf"] == ("h1", "duplicate", "same bytes as /a-copy.pdf", "")  # the first path keeps it
+        assert files["/b.pdf"] == ("h2", "ok", "", "")
         # A cache hit in a later run reads the stored extraction's message and flags.
         store.begin_run("r2", "test", {})
         store.record_files("r2", "ex1", [FileRecord("/s.pdf", "h5", 10, None)], LABELS | {"/s.pdf": ("x", "train")})
-        assert store.run_notes("r2", "ex1") == {"/s.pdf": ("page 2 by OCR", "ocr")}
-        assert store.run_notes("r2", "another extractor") == {"/s.pdf": ("page 2 by OCR", "")}
+        assert store.run_files("r2", "ex1") == {"/s.pdf": ("h5", "ok", "page 2 by OCR", "ocr")}
+        assert store.run_files("r2", "another extractor") == {"/s.pdf": ("h5", "ok", "page 2 by OCR", "")}
 
 
 def test_version_is_content_addressed_immutable_and_loads(tmp_path):

@@ -1,0 +1,49 @@
+"""The rows a batch scorer writes, one per file: processing.predict's Parquet/CSV and the loop's
+predictions.parquet share them, so both say the same of the same file.
+
+A file's row holds its outcome, the message saying why it has no label (or which pages OCR read), its
+quality flags, and for a usable file or a byte-for-byte copy of one the label and every class's probability.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+
+from ingestion.extract import USABLE
+
+SCORED = (*USABLE, "duplicate")  # a duplicate has the same bytes as a scored file: the same prediction
+
+
+def prediction_schema(classes: Sequence[str], with_hash: bool = False) -> pa.Schema:
+    head = ["path", *(["content_hash"] if with_hash else []), "outcome", "message", "flags", "label"]
+    return pa.schema(
+        [(name, pa.string()) for name in head]
+        + [("probability", pa.float64())]
+        + [(f"p_{c}", pa.float64()) for c in classes]
+    )
+
+
+def prediction_rows(
+    paths: Sequence[str],
+    files: dict[str, tuple[str, str, str, str]],
+    probabilities: dict[str, np.ndarray],
+    schema: pa.Schema,
+) -> pa.Table:
+    """`files`: path -> (content hash, outcome, message, flags); `probabilities`: content hash -> one
+    probability per class, in the schema's p_ order."""
+    classes = [name[2:] for name in schema.names if name.startswith("p_")]
+    columns: dict[str, list[Any]] = {name: [] for name in schema.names}
+    for path in paths:
+        digest, outcome, message, flags = files[path]
+        row = probabilities.get(digest) if outcome in SCORED else None
+        values = {"path": path, "content_hash": digest, "outcome": outcome, "message": message, "flags": flags}
+        values["label"] = classes[int(row.argmax())] if row is not None else None
+        values["probability"] = float(row.max()) if row is not None else None
+        values |= {f"p_{c}": float(row[i]) if row is not None else None for i, c in enumerate(classes)}
+        for name in schema.names:
+            columns[name].append(values[name])
+    return pa.table(columns, schema=schema)
