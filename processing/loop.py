@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +18,11 @@ import numpy as np
 
 from evaluation.drift import Side, monitor
 from evaluation.drift_report import write_report
-from evaluation.metrics import paired_difference
 from evaluation.triggers import Evidence, retrain_reason
 from ingestion.extract import USABLE, content_hash, extractor_version, file_size
 from ingestion.sources import InputError, display_path, filesystem_for, list_files, read_bytes, read_label_rows
 from processing.build import embed_stage, extract_stage
+from processing.challenger import retrain
 from processing.classify import DocumentClassifier
 from processing.config import Config
 from processing.embed import embedder_id
@@ -31,12 +31,7 @@ from processing.metrics_export import Series, drift_series, export
 from processing.pipeline import run_pipeline, start_executor
 from processing.prediction_rows import prediction_rows, prediction_schema
 from processing.progress import Stopwatch, log
-from processing.run_training import Inputs, RunContext, train_and_report
 from training import tracking
-from training.classifiers import FUSED_INPUT, TEXT_INPUT, fused_rows
-from training.gate import Challenge, GateDecision, challenge_gate
-
-RECENT_SHARE = 0.3  # of newly labelled documents kept aside to judge a challenger on (never trained on)
 
 
 @dataclass
@@ -328,7 +323,7 @@ def _cycle(
         elif report.status != "judged":
             result.reason = f"batch too small to judge drift ({len(usable)} usable < monitor.min_batch {m.min_batch})"
     else:
-        gated = _retrain(config, store, champion, champion_entry, new_labels, batch, clock, workspace, reason)
+        gated = retrain(config, store, champion, champion_entry, new_labels, batch.batch_id, clock, workspace, reason)
         result.decision, result.reason = gated.decision, f"{reason}; {gated.reason}"
         result.challenger_version = gated.challenger_version
         after = tracking.champion(config.train.registry_model)
@@ -364,84 +359,6 @@ def _log_cycle(result: CycleResult, report: Any, reference_fv: str, files: list[
             tracking.log_artifact(path, "cycle")
 
 
-def _retrain(
-    config: Config,
-    store: FeatureStore,
-    champion: DocumentClassifier,
-    champion_entry: Any,
-    new_labels: dict[str, str],
-    batch: Batch,
-    clock: Stopwatch,
-    workspace: Path,
-    reason: str,
-) -> GateDecision:
-    """A challenger on the champion's training version plus the new labels (a share kept aside to judge
-    it on), registered and gated by training.gate.challenge_gate."""
-    base = store.version(champion.feature_version)
-    old = store.version_members(champion.feature_version)
-    recent = {h: y for h, y in new_labels.items() if _kept_aside(h)}
-    learn = [Member(h, y, "train") for h, y in new_labels.items() if h not in recent]
-    members = old + learn
-    version_id, created = store.commit_version(
-        members,
-        f"cycle:{batch.batch_id}",
-        base["extractor"],
-        base["embedder"],
-        {"parent": champion.feature_version, "batch": batch.batch_id, "new_labels": len(learn)},
-    )
-    log(
-        f"retrain ({reason}): {version_id} = {champion.feature_version} + {len(learn)} new labels; "
-        f"{len(recent)} kept aside"
-    )
-    recent_hashes = sorted(recent)
-    x_recent = store.load_vectors(recent_hashes, base["embedder"], base["extractor"]) if recent_hashes else None
-    y_recent = np.asarray([recent[h] for h in recent_hashes])
-
-    def decide(
-        name: str, model: Any, uri: str, heldout_f1: float, tags: dict[str, str], inputs: Inputs
-    ) -> GateDecision:
-        champion_heldout = _macro_f1(inputs.y_heldout, champion.classifier.predict(inputs.heldout(champion.name)))
-        if x_recent is not None and len(y_recent):
-            d = paired_difference(
-                y_recent,
-                model.predict(_as_input(name, x_recent, store, recent_hashes, base)),
-                champion.classifier.predict(_as_input(champion.name, x_recent, store, recent_hashes, base)),
-            )
-            recent = (d["macro_f1"], d["accuracy"], d["accuracy_low"], d["accuracy_high"])
-        else:
-            recent = (float("nan"),) * 4
-        challenge = Challenge(len(y_recent), *recent, heldout_f1, champion_heldout)
-        return challenge_gate(config.train, uri, name, heldout_f1, {**tags, "cycle_reason": reason}, challenge)
-
-    state = RunContext(
-        run_id=f"retrain-{batch.batch_id}",
-        tier="cycle",
-        source=f"cycle:{batch.batch_id}",
-        workspace=workspace,
-        clock=clock,
-    )
-    state.tags = {"cycle_batch": batch.batch_id, "parent_feature_version": champion.feature_version}
-    # An embedding champion is challenged by embedding classifiers (fast to retrain, as the scenario expects);
-    # one that reads text by the configured classifiers, its own kind among them.
-    if champion.needs_text:
-        challengers = list(dict.fromkeys([*config.train.classifiers, champion.name]))
-    else:
-        challengers = [c for c in config.train.classifiers if c not in TEXT_INPUT | FUSED_INPUT] or ["logreg"]
-    config = replace(config, train=replace(config.train, classifiers=challengers))
-    summary = train_and_report(config, store, state, version_id, created, decide=decide)
-    registry = summary["registry"]
-    return GateDecision(**{k: registry.get(k) for k in GateDecision.__dataclass_fields__})
-
-
-def _as_input(name: str, vectors: np.ndarray, store: FeatureStore, hashes: list[str], base: dict[str, Any]) -> Any:
-    if name not in TEXT_INPUT | FUSED_INPUT:
-        return vectors
-    texts = dict(store.iter_texts(hashes, base["extractor"]))
-    if name in FUSED_INPUT:
-        return fused_rows([texts[h] for h in hashes], vectors)
-    return np.asarray([texts[h] for h in hashes], dtype=object)  # not fixed-width: as wide as the longest
-
-
 def champion_probabilities(
     champion: DocumentClassifier,
     store: FeatureStore,
@@ -463,17 +380,6 @@ def champion_probabilities(
         features = champion.features([texts[h] for h in part], vectors[start : start + chunk])
         parts.append(champion.classifier.predict_proba(features))
     return np.vstack(parts)
-
-
-def _macro_f1(y: np.ndarray, predicted: np.ndarray) -> float:
-    from evaluation.metrics import score
-
-    return score(y, predicted)["macro_f1"]
-
-
-def _kept_aside(content_hash: str) -> bool:
-    """A stable share of newly labelled documents judges challengers and is never trained on."""
-    return int(content_hash[:8], 16) / 0xFFFFFFFF < RECENT_SHARE
 
 
 def _write_predictions(

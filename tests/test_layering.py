@@ -30,7 +30,13 @@ CONDUCTORS = {
 }
 # Wiring beside the conductors, which may import every stage: the config composes each stage's own
 # config dataclass; run_training wires training, evaluation and tracking for processing.run.
-WIRING = {"processing/config.py", "processing/run_training.py", "processing/pipeline.py", "processing/loop.py"}
+WIRING = {
+    "processing/config.py",
+    "processing/run_training.py",
+    "processing/pipeline.py",
+    "processing/loop.py",
+    "processing/challenger.py",
+}
 SOLE_OWNER = {"duckdb": "processing/features/store.py", "mlflow": "training/tracking.py", "ray": "processing/engine.py"}
 
 
