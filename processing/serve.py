@@ -126,7 +126,14 @@ def create_app(champion: Champion, reload_seconds: float) -> FastAPI:
     @app.get("/healthz")
     def healthz() -> Any:
         model, version = champion.get()
-        return {"status": "ok", "model": champion.model_uri, "version": version, "classes": model.classes}
+        return {
+            "status": "ok",
+            "model": champion.model_uri,
+            "version": version,
+            "classifier": model.name,
+            "feature_version": model.feature_version,  # what it was trained on (processing.features show)
+            "classes": model.classes,
+        }
 
     @app.get("/metrics")
     def metrics() -> Any:

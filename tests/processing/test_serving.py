@@ -22,6 +22,7 @@ from processing.run import main as run_main
 from processing.serve import main as serve_main
 from tests.conftest import SHARED
 from tests.servers import free_port, wait_http
+from training.classifiers import CLASSIFIERS
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -149,7 +150,9 @@ def test_processing_serve_classifies_like_the_run_and_turns_bad_input_into_4xx(t
             assert "\n" not in answer["error"] and answer.get("outcome") == outcome
 
         with urllib.request.urlopen(f"{url}/healthz") as response:
-            assert json.loads(response.read())["version"] == "1"
+            health = json.loads(response.read())
+        assert health["version"] == "1" and health["classifier"] in CLASSIFIERS
+        assert health["feature_version"].startswith("fv-")
         status, reloaded = _post(f"{url}/v1/reload", b"", "application/json")
         assert status == 200 and reloaded == {"version": "1", "changed": False}
         with urllib.request.urlopen(f"{url}/metrics") as response:
