@@ -5,6 +5,7 @@ tests and a cluster submission all go through here, and only the address and res
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -37,6 +38,7 @@ def start_ray(address: str | None = None, num_cpus: int = 0) -> Cluster:
         else:
             _loopback_only()
             _start_reaper()
+            _quiet_token_notice()
             ray.init(
                 num_cpus=num_cpus or os.cpu_count() or 1,
                 include_dashboard=False,
@@ -64,6 +66,17 @@ def _loopback_only() -> None:
     from ray._private import ray_constants
 
     ray_constants.ENABLE_RAY_CLUSTER = False
+
+
+def _quiet_token_notice() -> None:
+    """Token auth is on by default for the local Ray we start, as we want it, and Ray announces that at
+    the top of every run; the announcement says nothing a user must act on, so it is dropped here. Every
+    other message of Ray's, and a cluster's own auth setting, stand."""
+    logging.getLogger("ray._private.authentication.authentication_token_setup").addFilter(_drop_token_notice)
+
+
+def _drop_token_notice(record: logging.LogRecord) -> bool:
+    return "Token authentication is enabled for this Ray cluster" not in record.getMessage()
 
 
 _reaper: subprocess.Popen | None = None  # held so that it is not collected as a finished child

@@ -197,3 +197,14 @@ def test_a_killed_driver_leaves_no_ray_process_behind():
         time.sleep(0.5)
         alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, [p.name() for p in alive]
+
+
+def test_the_local_rays_token_notice_is_dropped_and_its_other_warnings_kept(caplog):
+    import logging
+
+    engine._quiet_token_notice()
+    ray_auth = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    with caplog.at_level(logging.WARNING, logger=ray_auth.name):
+        ray_auth.warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled ...")
+        ray_auth.warning("Token authentication is disabled for this Ray cluster. Anyone with network access ...")
+    assert [r.getMessage()[:40] for r in caplog.records] == ["Token authentication is disabled for thi"]
