@@ -152,7 +152,9 @@ def train_and_report(
     with tracking.pipeline_run(f"tier-{state.tier}", config.flat(), tags) as mlflow_run_id:
         tracking.log_feature_version(version_id, inputs.x_train, inputs.y_train, store.path)
         settings: dict[str, TrainConfig] = {}
-        for name in t.classifiers:
+        for number, name in enumerate(t.classifiers, 1):
+            # One line as each classifier starts: at 75k one fit takes minutes, and a person should see which.
+            log(f"train: {name} ({number}/{len(t.classifiers)}) on {len(inputs.y_train):,} documents")
             with tracking.child_run(name, {**tags, "classifier": name}):
                 with clock.stage("select"):  # stratified k-fold on the training documents only
                     setting, cv = select_setting(
@@ -164,7 +166,7 @@ def train_and_report(
                     title, png = f"{name} - tier {state.tier}", reports / f"confusion_{name}.png"
                     scored = evaluate(trained.model, inputs.heldout(name), inputs.y_heldout, t.seed, title, png)
                 selection = {**cv.scalars(), **{f"param.{k}": v for k, v in cv.params.items()}} if cv else {}
-                log(_selection_line(name, cv, scored.scalars["macro_f1"]))
+                log(f"{_selection_line(name, cv, scored.scalars['macro_f1'])}; fitted in {trained.seconds:.1f} s")
                 with clock.stage("log_models"):
                     uri = _log_classifier(name, trained, scored, inputs, selection)
             results[name] = {**scored.scalars, **selection, "train_seconds": trained.seconds}
