@@ -39,13 +39,14 @@ def main(argv: list[str] | None = None) -> int:
         with FeatureStore(args.workspace / "features.duckdb", read_only=True) as store:
             if args.command == "list":
                 # source last: a user's folder can be any length, and would push the columns after it
-                print(f"{'version':<20} {'created':<20} {'train':>7} {'held-out':>8} {'parent':<20} source")
+                header = f"{'train':>7} {'held-out':>8} {'batch':>7}"
+                print(f"{'version':<20} {'created':<20} {header} {'parent':<20} source")
                 for v in store.versions():
                     created = v["created_at"].strftime("%Y-%m-%d %H:%M:%S")
-                    print(
-                        f"{v['version_id']:<20} {created:<20} {v['n_train']:>7} "
-                        f"{v['n_heldout']:>8} {v['parent_version'] or '-':<20} {v['source']}"
-                    )
+                    n = v["splits"]
+                    counts = f"{n.get('train', 0):>7} {n.get('heldout', 0):>8} {n.get('batch', 0):>7}"
+                    parent = v["parent_version"] or "-"
+                    print(f"{v['version_id']:<20} {created:<20} {counts} {parent:<20} {v['source']}")
             elif args.command == "show":
                 print(json.dumps(store.version(args.version), indent=2, default=str))
             elif args.command == "diff":

@@ -200,9 +200,17 @@ class VersionsMixin:
         return dict(zip([d[0] for d in cur.description], rows[0], strict=True))
 
     def versions(self) -> list[dict[str, Any]]:
+        """Every version, oldest first, with `splits`: its members counted by split (train, heldout, and
+        batch for a batch the loop scored)."""
         cur = self.con.execute("SELECT * FROM feature_versions ORDER BY created_at")
         names = [d[0] for d in cur.description]
-        return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        versions = [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+        counts: dict[str, dict[str, int]] = {}
+        for version_id, split, n in self.con.execute(
+            "SELECT version_id, split, count(*) FROM feature_members GROUP BY ALL"
+        ).fetchall():
+            counts.setdefault(version_id, {})[split] = n
+        return [{**v, "splits": counts.get(v["version_id"], {})} for v in versions]
 
     def diff(self, a: str, b: str) -> dict[str, Any]:
         """What changed from version a to version b: members added, removed, relabelled; params."""

@@ -4,7 +4,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from ingestion.extract import Extraction, FileRecord
-from processing.features import FeatureStore
+from processing.features import FeatureStore, Member
 from processing.features.__main__ import main
 
 
@@ -28,6 +28,13 @@ def test_list_show_diff_export(tmp_path, capsys):
     assert main([*ws, "list"]) == 0
     listing = capsys.readouterr().out
     assert first in listing and second in listing and "tier:big" in listing
+    columns = {line.split()[0]: line.split()[3:6] for line in listing.splitlines()[1:]}
+    assert columns[second] == ["2", "1", "0"]  # train, held-out, batch
+    with FeatureStore(tmp_path / "features.duckdb") as store:  # a batch the loop scored: its own column
+        batch, _ = store.commit_version([Member("a", "", "batch")], "cycle:batch-1", "ex", "emb", {})
+    assert main([*ws, "list"]) == 0
+    listing = capsys.readouterr().out
+    assert next(line for line in listing.splitlines() if line.startswith(batch)).split()[3:6] == ["0", "0", "1"]
     assert main([*ws, "show", second]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["parent_version"] == first and shown["n_train"] == 2
