@@ -16,7 +16,6 @@ from typing import Any
 
 import numpy as np
 
-from evaluation.drift import Side, monitor
 from evaluation.drift_report import write_report
 from evaluation.triggers import Evidence, retrain_reason
 from ingestion.extract import USABLE, content_hash, extractor_version, file_size
@@ -28,6 +27,7 @@ from processing.config import Config
 from processing.embed import embedder_id
 from processing.features import FeatureStore, Member
 from processing.metrics_export import Series, drift_series, export
+from processing.monitoring import champion_probabilities, monitor_versions
 from processing.pipeline import run_pipeline, start_executor
 from processing.prediction_rows import prediction_rows, prediction_schema
 from processing.progress import Stopwatch, log
@@ -249,41 +249,21 @@ def _cycle(
     folder = workspace / "cycles" / batch.batch_id
     with clock.stage("score"):
         vectors = store.load_vectors(usable, embedder, extractor) if usable else np.zeros((0, 1))
-        probabilities = champion_probabilities(champion, store, usable, vectors, extractor)
-        predictions = _write_predictions(
-            folder / "predictions.parquet", batch, files, dict(zip(usable, probabilities, strict=True)), champion
-        )
+        scored = dict(zip(usable, champion_probabilities(champion, store, usable, vectors, extractor), strict=True))
+        predictions = _write_predictions(folder / "predictions.parquet", batch, files, scored, champion)
 
     # Monitoring: the batch against the champion's training data.
     with clock.stage("monitor"):
-        reference = store.version_rows(champion.feature_version, splits=("train",))
-        reference_extractor = store.version(champion.feature_version)["extractor"]
-        current = store.version_rows(batch_fv) if batch_fv else None
-        current_proba = None
-        if current is not None:
-            current_proba = champion_probabilities(champion, store, current.hashes, current.vectors, extractor)
-        recorded = tracking.recorded_figures(champion_entry)
-        labelled = None
-        if current is not None and current_proba is not None:
-            known = np.asarray([bool(label) for label in current.labels])
-            if known.any():
-                predicted = np.asarray(champion.classes)[current_proba[known].argmax(axis=1)]
-                labelled = (np.asarray(current.labels)[known], predicted)
-        sample = config.monitor.text_sample
-        ref_side = Side(
-            reference.vectors,
-            champion_probabilities(champion, store, reference.hashes, reference.vectors, reference_extractor),
-            lengths=reference.lengths,
-            texts=store.sample_texts(champion.feature_version, sample, splits=("train",)),
-        )
-        cur_side = Side(
-            current.vectors if current else np.zeros((0, reference.vectors.shape[1])),
-            current_proba,
+        report = monitor_versions(
+            store,
+            champion.feature_version,
+            batch_fv,
+            champion,
+            config.monitor,
+            tracking.recorded_figures(champion_entry),
             store.outcome_counts(run_id),
-            current.lengths if current else np.zeros(0),
-            store.sample_texts(batch_fv, sample) if batch_fv else [],
+            scored,
         )
-        report = monitor(ref_side, cur_side, champion.classes, config.monitor, labelled, recorded)
         report_files = write_report(
             report, folder, batch.batch_id, workspace / "reports" / "monitoring" / "history.jsonl"
         )
@@ -357,29 +337,6 @@ def _log_cycle(result: CycleResult, report: Any, reference_fv: str, files: list[
         tracking.log_metrics(figures)
         for path in files:
             tracking.log_artifact(path, "cycle")
-
-
-def champion_probabilities(
-    champion: DocumentClassifier,
-    store: FeatureStore,
-    hashes: list[str],
-    vectors: np.ndarray,
-    extractor: str,
-    chunk: int = 2048,
-) -> np.ndarray:
-    """The champion's probabilities for these documents. One that reads text gets it from the store a chunk
-    at a time, so memory stays bounded however large its training version is."""
-    if not len(hashes):
-        return np.zeros((0, len(champion.classes)))
-    if not champion.needs_text:
-        return champion.classifier.predict_proba(vectors)
-    parts = []
-    for start in range(0, len(hashes), chunk):
-        part = hashes[start : start + chunk]
-        texts = dict(store.iter_texts(part, extractor))
-        features = champion.features([texts[h] for h in part], vectors[start : start + chunk])
-        parts.append(champion.classifier.predict_proba(features))
-    return np.vstack(parts)
 
 
 def _write_predictions(

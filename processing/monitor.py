@@ -15,43 +15,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from evaluation.drift import DriftReport, MonitorConfig, Side, monitor
+from evaluation.drift import MonitorConfig
 from evaluation.drift_report import write_report
 from processing.features import FeatureStore
 from processing.metrics_export import drift_series, export
+from processing.monitoring import monitor_versions
 from training import tracking
-
-
-def monitor_versions(
-    store: FeatureStore,
-    reference_fv: str,
-    current_fv: str,
-    champion: Any | None,
-    config: MonitorConfig,
-    recorded: dict[str, float] | None = None,
-) -> DriftReport:
-    """Every drift test between two stored feature versions; the champion (a DocumentClassifier) adds
-    prediction drift and labelled performance."""
-    ref, cur = store.version_rows(reference_fv, splits=("train",)), store.version_rows(current_fv)
-    ref_side = Side(
-        ref.vectors, lengths=ref.lengths, texts=store.sample_texts(reference_fv, config.text_sample, splits=("train",))
-    )
-    cur_side = Side(cur.vectors, lengths=cur.lengths, texts=store.sample_texts(current_fv, config.text_sample))
-    classes: list[str] = []
-    labelled = None
-    if champion is not None and champion.view == "vectors":  # its probabilities from the stored vectors alone
-        classes = champion.classes
-        ref_side.probabilities = champion.classifier.predict_proba(ref.vectors)
-        cur_side.probabilities = champion.classifier.predict_proba(cur.vectors)
-        known = np.asarray([bool(label) for label in cur.labels])
-        if known.any():
-            predicted = np.asarray(classes)[cur_side.probabilities[known].argmax(axis=1)]
-            labelled = (np.asarray(cur.labels)[known], predicted)
-    return monitor(ref_side, cur_side, classes, config, labelled, recorded)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ WIRING = {
     "processing/pipeline.py",
     "processing/loop.py",
     "processing/challenger.py",
+    "processing/monitoring.py",
 }
 SOLE_OWNER = {"duckdb": "processing/features/store.py", "mlflow": "training/tracking.py", "ray": "processing/engine.py"}
 

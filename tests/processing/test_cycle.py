@@ -194,7 +194,7 @@ def test_the_loop_runs_on_a_champion_that_reads_text_and_vectors(tmp_path):
     import mlflow
 
     from processing.features import FeatureStore
-    from processing.loop import champion_probabilities
+    from processing.monitoring import champion_probabilities
     from training import tracking
 
     workspace = tmp_path / "ws"

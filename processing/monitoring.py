@@ -1,0 +1,91 @@
+"""One feature version against another, seen by the champion: the two sides of evaluation.drift's
+comparison built from the store, for any champion (one that reads vectors, text or both).
+processing.monitor (a version on demand) and processing.loop (each arriving batch) both use it.
+
+Wiring: it reads the store (processing.features) and runs evaluation's tests.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from evaluation.drift import DriftReport, MonitorConfig, Side, monitor
+from processing.classify import DocumentClassifier
+from processing.features import FeatureStore
+
+
+def champion_probabilities(
+    champion: DocumentClassifier,
+    store: FeatureStore,
+    hashes: list[str],
+    vectors: np.ndarray,
+    extractor: str,
+    chunk: int = 2048,
+) -> np.ndarray:
+    """The champion's probabilities for these documents. One that reads text gets it from the store a chunk
+    at a time, so memory stays bounded however large its training version is."""
+    if not len(hashes):
+        return np.zeros((0, len(champion.classes)))
+    if not champion.needs_text:
+        return champion.classifier.predict_proba(vectors)
+    parts = []
+    for start in range(0, len(hashes), chunk):
+        part = hashes[start : start + chunk]
+        texts = dict(store.iter_texts(part, extractor))
+        features = champion.features([texts[h] for h in part], vectors[start : start + chunk])
+        parts.append(champion.classifier.predict_proba(features))
+    return np.vstack(parts)
+
+
+def monitor_versions(
+    store: FeatureStore,
+    reference_fv: str,
+    current_fv: str | None,
+    champion: DocumentClassifier | None,
+    config: MonitorConfig,
+    recorded: dict[str, float] | None = None,
+    outcomes: dict[str, int] | None = None,
+    scored: dict[str, np.ndarray] | None = None,
+) -> DriftReport:
+    """Every drift test of `current_fv` (None: a batch without a usable document) against the training
+    documents of `reference_fv`. A champion adds prediction drift and, where current documents carry
+    labels, its macro-F1 on them. `outcomes`: the current files' outcome counts (a version holds only
+    usable documents); `scored`: content hash -> the champion's probabilities already computed."""
+    ref = store.version_rows(reference_fv, splits=("train",))
+    cur = store.version_rows(current_fv) if current_fv else None
+    n = config.text_sample
+    ref_side = Side(ref.vectors, lengths=ref.lengths, texts=store.sample_texts(reference_fv, n, splits=("train",)))
+    cur_side = Side(
+        cur.vectors if cur else np.zeros((0, ref.vectors.shape[1])),
+        outcomes=outcomes or {},
+        lengths=cur.lengths if cur else np.zeros(0),
+        texts=store.sample_texts(current_fv, n) if current_fv else [],
+    )
+    classes: list[str] = []
+    labelled = None
+    if champion is not None:
+        classes = champion.classes
+        ref_side.probabilities = champion_probabilities(
+            champion, store, ref.hashes, ref.vectors, store.version(reference_fv)["extractor"]
+        )
+        if cur is not None:
+            cur_side.probabilities = _probabilities(
+                champion, store, cur, store.version(current_fv)["extractor"], scored
+            )
+            known = np.asarray([bool(label) for label in cur.labels])
+            if known.any():
+                predicted = np.asarray(classes)[cur_side.probabilities[known].argmax(axis=1)]
+                labelled = (np.asarray(cur.labels)[known], predicted)
+    return monitor(ref_side, cur_side, classes, config, labelled, recorded)
+
+
+def _probabilities(
+    champion: DocumentClassifier, store: FeatureStore, rows: Any, extractor: str, scored: dict[str, np.ndarray] | None
+) -> np.ndarray:
+    """The champion's probabilities for a version's rows, reusing those already computed (the loop scores
+    the batch before it monitors it: a text champion should not read every text twice)."""
+    if scored and all(h in scored for h in rows.hashes):
+        return np.asarray([scored[h] for h in rows.hashes]).reshape(len(rows.hashes), len(champion.classes))
+    return champion_probabilities(champion, store, rows.hashes, rows.vectors, extractor)

@@ -1,0 +1,31 @@
+"""processing.monitor on a workspace whose champion reads text (tfidf): prediction drift and labelled
+performance are judged for it too, not only for a champion that reads embeddings."""
+
+from __future__ import annotations
+
+import contextlib
+
+from processing.features import FeatureStore, Member
+from processing.monitor import main as monitor_main
+from processing.run import main as run_main
+
+
+def test_monitor_judges_a_text_champions_predictions_and_labelled_performance(tmp_path, capsys):
+    workspace = tmp_path / "ws"
+    settings = ["engine.executor=local", "train.classifiers=tfidf", "corpus.heldout_size=40"]
+    with contextlib.redirect_stdout(None):
+        assert (
+            run_main(["--tier", "50", "--workspace", str(workspace), *(x for s in settings for x in ("--set", s))]) == 0
+        )
+    capsys.readouterr()
+    with FeatureStore(workspace / "features.duckdb") as store:  # the held-out documents, as an arriving batch
+        (trained,) = store.versions()
+        rows = store.version_rows(trained["version_id"], splits=("heldout",))
+        batch = [Member(h, label, "batch") for h, label in zip(rows.hashes, rows.labels, strict=True)]
+        current, _ = store.commit_version(batch, "cycle:test", trained["extractor"], trained["embedder"], {})
+    assert monitor_main(["--current", current, "--workspace", str(workspace)]) == 0
+    report = capsys.readouterr().out
+    assert f"# {current} vs {trained['version_id']}" in report
+    assert "**Predicted-class shares**: chi-square p" in report
+    assert f"**Labelled performance** on {len(batch)} documents: macro-F1" in report
+    assert (workspace / "reports" / "monitoring" / current / "drift.json").exists()
