@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -59,18 +60,18 @@ def registry_line(decision: dict[str, Any]) -> str:
     return f"{head}; version {d['champion_version']} stays the champion: {weighed}"
 
 
-def write_predictions(path: Path, paths: list[str], model: Any, vectors: Any, key: str = "path") -> None:
+def write_predictions(path: Path, model: Any, batches: Iterable[tuple[list[str], Any]], key: str = "path") -> None:
     """One row per document: its key (path or content hash), predicted label, its probability, then every
-    class's probability."""
-    probabilities = model.predict_proba(vectors)
+    class's probability. `batches`: (keys, the model's inputs for them), scored one batch at a time."""
     classes = [str(c) for c in model.classes_]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow([key, "predicted", "probability", *(f"p_{c}" for c in classes)])
-        for doc, row in zip(paths, probabilities, strict=True):
-            best = int(row.argmax())
-            writer.writerow([doc, classes[best], f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)])
+        for keys, inputs in batches:
+            for doc, row in zip(keys, model.predict_proba(inputs), strict=True):
+                best = int(row.argmax())
+                writer.writerow([doc, classes[best], f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)])
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> None:

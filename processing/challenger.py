@@ -18,8 +18,8 @@ from processing.classify import DocumentClassifier
 from processing.config import Config
 from processing.features import FeatureStore, Member
 from processing.progress import Stopwatch, log
-from processing.run_training import Inputs, RunContext, train_and_report
-from training.classifiers import FUSED_INPUT, TEXT_INPUT, fused_rows
+from processing.run_training import Inputs, RunContext, model_input, train_and_report
+from training.classifiers import FUSED_INPUT, TEXT_INPUT
 from training.gate import Challenge, GateDecision, challenge_gate
 
 RECENT_SHARE = 0.3  # of newly labelled documents kept aside to judge a challenger on (never trained on)
@@ -65,8 +65,10 @@ def retrain(
         if x_recent is not None and len(y_recent):
             d = paired_difference(
                 y_recent,
-                model.predict(model_input(name, x_recent, store, recent_hashes, base)),
-                champion.classifier.predict(model_input(champion.name, x_recent, store, recent_hashes, base)),
+                model.predict(model_input(name, x_recent, store, recent_hashes, base["extractor"])),
+                champion.classifier.predict(
+                    model_input(champion.name, x_recent, store, recent_hashes, base["extractor"])
+                ),
             )
             recent = (d["macro_f1"], d["accuracy"], d["accuracy_low"], d["accuracy_high"])
         else:
@@ -92,17 +94,6 @@ def retrain(
     summary = train_and_report(config, store, state, version_id, created, decide=decide)
     registry = summary["registry"]
     return GateDecision(**{k: registry.get(k) for k in GateDecision.__dataclass_fields__})
-
-
-def model_input(name: str, vectors: np.ndarray, store: FeatureStore, hashes: list[str], base: dict[str, Any]) -> Any:
-    """What classifier `name` reads for these documents: their vectors, their texts (from the store, read
-    with the version's extractor), or both."""
-    if name not in TEXT_INPUT | FUSED_INPUT:
-        return vectors
-    texts = dict(store.iter_texts(hashes, base["extractor"]))
-    if name in FUSED_INPUT:
-        return fused_rows([texts[h] for h in hashes], vectors)
-    return np.asarray([texts[h] for h in hashes], dtype=object)  # not fixed-width: as wide as the longest
 
 
 def _macro_f1(y: np.ndarray, predicted: np.ndarray) -> float:

@@ -7,7 +7,7 @@ conductor imports it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -185,7 +185,7 @@ def train_and_report(
             # The held-out predictions of the model that goes to the gate: what serving must reproduce.
             heldout_csv = reports / "heldout_predictions.csv"
             hashes = store.heldout_hashes(version_id)
-            write_predictions(heldout_csv, hashes, models[best][0], inputs.heldout(best), key="content_hash")
+            write_predictions(heldout_csv, models[best][0], [(hashes, inputs.heldout(best))], key="content_hash")
             tracking.log_artifact(heldout_csv)
             document_model = DocumentClassifier(
                 models[best][0],
@@ -210,13 +210,11 @@ def train_and_report(
 
         predictions = None
         unlabelled = store.unlabelled(state.run_id) if state.embedder else []
-        # Documents without a label get the best model's prediction (embedding models; processing.predict
-        # scores with any model).
-        if unlabelled and _view(best) == "vectors":
+        if unlabelled:  # documents without a label get the best model's prediction
             with clock.stage("predict"):
-                vectors = store.load_vectors([h for _, h in unlabelled], state.embedder, state.extractor)
                 predictions = reports / "predictions.csv"
-                write_predictions(predictions, [p for p, _ in unlabelled], models[best][0], vectors)
+                batches = _unlabelled_inputs(best, unlabelled, store, state)
+                write_predictions(predictions, models[best][0], batches)
                 tracking.log_artifact(predictions)
         outcomes = store.outcome_counts(state.run_id)
         summary = RunSummary(
@@ -261,6 +259,28 @@ def _inputs(store: FeatureStore, version_id: str, needs_texts: bool) -> Inputs:
     if needs_texts:
         inputs.texts()
     return inputs
+
+
+def _unlabelled_inputs(
+    name: str, unlabelled: list[tuple[str, str]], store: FeatureStore, state: RunContext, chunk: int = 2048
+) -> Iterator[tuple[list[str], Any]]:
+    """(paths, what classifier `name` reads for them), a chunk at a time: texts stay bounded in memory."""
+    for start in range(0, len(unlabelled), chunk):
+        part = unlabelled[start : start + chunk]
+        hashes = [h for _, h in part]
+        vectors = store.load_vectors(hashes, state.embedder, state.extractor)
+        yield [p for p, _ in part], model_input(name, vectors, store, hashes, state.extractor)
+
+
+def model_input(name: str, vectors: np.ndarray, store: FeatureStore, hashes: list[str], extractor: str) -> Any:
+    """What classifier `name` reads for these documents: their vectors, their texts (from the store, read
+    with the version's extractor), or both."""
+    if name not in TEXT_INPUT | FUSED_INPUT:
+        return vectors
+    texts = dict(store.iter_texts(hashes, extractor))
+    if name in FUSED_INPUT:
+        return fused_rows([texts[h] for h in hashes], vectors)
+    return np.asarray([texts[h] for h in hashes], dtype=object)  # not fixed-width: as wide as the longest
 
 
 def _view(name: str) -> str:

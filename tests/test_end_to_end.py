@@ -278,6 +278,13 @@ def test_users_own_folder_end_to_end(tmp_path):
     predictions = (tmp_path / "ws" / "reports" / summary["run_id"] / "predictions.csv").read_text().splitlines()
     assert predictions[0].startswith("path,predicted,probability,p_invoice")
     assert len(predictions) == 2 and predictions[1].startswith(str(root / "loose.pdf"))
+    # A champion that reads text (here fusion: text and vectors) predicts the unlabelled file too.
+    fused = [a if a != "train.classifiers=logreg" else "train.classifiers=fusion" for a in args]
+    assert main(fused) == 0
+    summary = json.loads(summary_path.read_text())
+    assert summary["best_classifier"] == "fusion"
+    predictions = (tmp_path / "ws" / "reports" / summary["run_id"] / "predictions.csv").read_text().splitlines()
+    assert len(predictions) == 2 and predictions[1].startswith(str(root / "loose.pdf"))
 
     assert main([*args[:2], "--labels", str(tmp_path / "absent.csv"), *args[2:]]) == 2
 
