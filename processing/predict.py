@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--summary", type=Path, help="also write counts and seconds per stage as JSON here")
     args = parser.parse_args(argv)
+    if args.out.suffix.lower() not in (".parquet", ".csv"):  # before any work, not a Parquet file named .json
+        print(f"error: --out {args.out}: name a .parquet or .csv file", file=sys.stderr)
+        return 2
     workspace = args.workspace.resolve()
     if not args.tracking_uri and not (workspace / "mlflow.db").exists():
         print(

@@ -228,6 +228,17 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())[:300] or type(exc).__name__
 
 
+def _flag_mistake(args: argparse.Namespace) -> str | None:
+    """The first flag out of its range, said as the fix, or None."""
+    if not 1 <= args.port <= 65535:
+        return f"--port {args.port}: a port is 1 to 65535"
+    if args.reload_seconds < 0 or args.reload_seconds != args.reload_seconds:
+        return f"--reload-seconds {args.reload_seconds}: seconds >= 0 (0 = never reload)"
+    if args.extract_workers is not None and args.extract_workers < 1:
+        return f"--extract-workers {args.extract_workers}: at least 1 (or leave it out for the default)"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m processing.serve", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1", help="default loopback; see README before exposing it")
@@ -238,6 +249,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reload-seconds", type=float, default=60.0, help="re-resolve the alias this often; 0 = never")
     parser.add_argument("--extract-workers", type=int, default=None, help="isolated extraction processes")
     args = parser.parse_args(argv)
+    mistake = _flag_mistake(args)
+    if mistake:
+        print(f"error: {mistake}", file=sys.stderr)
+        return 2
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"warning: --host {args.host} reaches beyond this machine; the service has no TLS or authentication of"
+            " its own: put a reverse proxy with both in front of it (README, Serving)",
+            file=sys.stderr,
+        )
     uri = args.tracking_uri or tracking.default_tracking_uri(args.workspace)
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         print(

@@ -164,3 +164,35 @@ def test_a_workspace_on_a_read_only_mount_is_one_line(tmp_path, workspace):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "cannot be written" in lines[0] and "read-only" in lines[0], lines
     assert list((tmp_path / "src").rglob("*")) == [tmp_path / "src" / "ws"]  # nothing was created
+
+
+def test_predict_names_an_output_it_cannot_write_before_any_work(tmp_path, capsys):
+    from processing.predict import main as predict_main
+
+    args = ["--input", str(tmp_path), "--workspace", str(tmp_path / "absent")]
+    assert predict_main([*args, "--out", str(tmp_path / "p.json")]) == 2
+    assert "name a .parquet or .csv file" in _one_line_error(capsys)
+    assert not (tmp_path / "p.json").exists() and not (tmp_path / "absent").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "says"),
+    [
+        (["--port", "99999"], "--port 99999: a port is 1 to 65535"),
+        (["--reload-seconds", "-1"], "--reload-seconds -1.0: seconds >= 0"),
+        (["--extract-workers", "0"], "--extract-workers 0: at least 1"),
+    ],
+)
+def test_serve_flags_out_of_range_are_one_line_before_anything_loads(tmp_path, capsys, flags, says):
+    from processing.serve import main as serve_main
+
+    assert serve_main(["--workspace", str(tmp_path), *flags]) == 2
+    assert says in _one_line_error(capsys)
+
+
+def test_serving_beyond_loopback_is_warned_about(tmp_path, capsys):
+    from processing.serve import main as serve_main
+
+    assert serve_main(["--workspace", str(tmp_path), "--host", "0.0.0.0"]) == 2  # no registry there: stops
+    err = capsys.readouterr().err
+    assert err.startswith("warning: --host 0.0.0.0 reaches beyond this machine") and "no registry at" in err
