@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +144,8 @@ def run_cycle(
 
     champion = tracking.load_document_model(f"models:/{registry}/{champion_entry.version}")
     # The batch is read exactly as the champion's training data was: its settings, not the config's.
-    config.extract, config.embed = champion.extract, champion.embed
+    # The device is where it runs, not what it computes: this machine's setting (default auto) stands.
+    config.extract, config.embed = champion.extract, replace(champion.embed, device=config.embed.device)
     with FeatureStore(workspace / "features.duckdb", wait_seconds=config.store.lock_wait_seconds) as store:
         labels = batch_labels(labels_csv, batch, store, champion.classes, allow_new_classes) if labels_csv else {}
         done = store.decision(batch.batch_id)

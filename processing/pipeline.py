@@ -12,7 +12,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from processing.config import Config
+from processing.config import Config, ConfigError
 
 
 def run_pipeline(
@@ -91,10 +91,23 @@ def start_executor(config: Config, ray_address: str | None) -> Any:
     if config.engine.executor == "local" and not ray_address:
         from processing.local import LocalExecutor
 
-        return LocalExecutor()
+        local = LocalExecutor()
+        _check_gpu_asked(config, local.cluster.gpus)
+        return local
     from processing.engine import RayExecutor
 
-    return RayExecutor(config.engine, ray_address)
+    executor = RayExecutor(config.engine, ray_address)
+    _check_gpu_asked(config, executor.cluster.gpus)
+    return executor
+
+
+def _check_gpu_asked(config: Config, gpus: int) -> None:
+    """embed.device=cuda where the engine has no GPU would wait forever for an actor Ray cannot place."""
+    if config.embed.device == "cuda" and gpus == 0:
+        raise ConfigError(
+            "embed.device=cuda (--device cuda), but the engine sees no GPU: use --device auto (CUDA where there"
+            " is one) or --device cpu"
+        )
 
 
 def list_user_input(

@@ -20,6 +20,7 @@ import argparse
 import sys
 import time
 import uuid
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,8 @@ def predict_folder(
         model = tracking.load_document_model(f"models:/{version.name}/{version.version}")
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    config.extract, config.embed = model.extract, model.embed
+    # The device is where it runs, not what it computes: this machine's setting (default auto) stands.
+    config.extract, config.embed = model.extract, replace(model.embed, device=config.embed.device)
     settings = (model.extract, model.embed)
     extractor, embedder = extractor_version(model.extract), embedder_id(model.embed)
     paths = list_files(input_dir)

@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = run_pipeline(
                 config, tier, args.workspace, args.ray_address, args.feature_version, args.input, args.labels
             )
-        except InputError as exc:
+        except (InputError, ConfigError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except (

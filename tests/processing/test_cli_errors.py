@@ -196,3 +196,16 @@ def test_serving_beyond_loopback_is_warned_about(tmp_path, capsys):
     assert serve_main(["--workspace", str(tmp_path), "--host", "0.0.0.0"]) == 2  # no registry there: stops
     err = capsys.readouterr().err
     assert err.startswith("warning: --host 0.0.0.0 reaches beyond this machine") and "no registry at" in err
+
+
+def _torch_sees_a_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_torch_sees_a_gpu(), reason="asks for CUDA where there is none")
+def test_asking_for_cuda_without_a_gpu_is_one_line_not_a_wait(tmp_path, capsys):
+    args = ["--workspace", str(tmp_path / "ws"), "--device", "cuda", "--set", "corpus.heldout_size=20", *LOCAL]
+    assert main(args) == 2
+    assert "embed.device=cuda (--device cuda), but the engine sees no GPU" in _one_line_error(capsys)
