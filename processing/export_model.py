@@ -38,6 +38,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="a new folder for the checked copy")
     args = parser.parse_args(argv)
     uri = args.tracking_uri or tracking.default_tracking_uri(args.workspace)
+    if problem := tracking.missing_registry(uri):
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     if args.out.exists():
         print(f"error: --out {args.out} exists; pass a new folder (a checked copy is never merged)", file=sys.stderr)
         return 2

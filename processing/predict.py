@@ -139,12 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: --out {args.out}: name a .parquet or .csv file", file=sys.stderr)
         return 2
     workspace = args.workspace.resolve()
-    if not args.tracking_uri and not (workspace / "mlflow.db").exists():
-        print(
-            f"error: no registry in {workspace}: train first (python -m processing.run) or pass --workspace or"
-            " --tracking-uri",
-            file=sys.stderr,
-        )
+    if problem := tracking.missing_registry(args.tracking_uri or tracking.default_tracking_uri(workspace)):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     start = time.perf_counter()
     try:

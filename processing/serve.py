@@ -260,11 +260,8 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     uri = args.tracking_uri or tracking.default_tracking_uri(args.workspace)
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        print(
-            f"error: no registry at {uri}: train first (python -m processing.run) or pass --tracking-uri",
-            file=sys.stderr,
-        )
+    if problem := tracking.missing_registry(uri):
+        print(f"error: {problem}", file=sys.stderr)
         return 2
     problem = port_problem(args.host, args.port)
     if problem:

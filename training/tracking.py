@@ -64,6 +64,17 @@ def default_tracking_uri(workspace: Path) -> str:
     return f"sqlite:///{Path(workspace).resolve() / 'mlflow.db'}"
 
 
+def missing_registry(tracking_uri: str) -> str | None:
+    """Why a command that reads models cannot start (a SQLite registry that is not there), or None. Said
+    before MLflow opens the URI, which would create an empty database where the user mistyped a path."""
+    if tracking_uri.startswith("sqlite:///") and not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+        return (
+            f"no registry at {tracking_uri}: train first (python -m processing.run) or pass --workspace or"
+            " --tracking-uri"
+        )
+    return None
+
+
 def use_registry(tracking_uri: str) -> None:
     """Read models from this backend (serving and prediction: no experiment is created)."""
     mlflow.set_tracking_uri(tracking_uri)

@@ -209,3 +209,15 @@ def test_asking_for_cuda_without_a_gpu_is_one_line_not_a_wait(tmp_path, capsys):
     args = ["--workspace", str(tmp_path / "ws"), "--device", "cuda", "--set", "corpus.heldout_size=20", *LOCAL]
     assert main(args) == 2
     assert "embed.device=cuda (--device cuda), but the engine sees no GPU" in _one_line_error(capsys)
+
+
+def test_commands_that_read_models_name_a_missing_registry_and_create_none(tmp_path, capsys):
+    from processing.export_model import main as export_main
+    from processing.predict import main as predict_main
+
+    missing = tmp_path / "typo"
+    assert export_main(["--workspace", str(missing), "--out", str(tmp_path / "copy")]) == 2
+    assert "no registry at sqlite:///" in _one_line_error(capsys)
+    assert predict_main(["--input", str(tmp_path), "--workspace", str(missing)]) == 2
+    assert "train first" in _one_line_error(capsys)
+    assert not missing.exists() and not (tmp_path / "copy").exists()
