@@ -238,7 +238,7 @@ def train_and_report(
             work=state.work,
             cluster={**state.cluster, "tasks_per_node": dict(state.tasks_per_node)},
             workspace=str(state.workspace),
-            tracking_uri=config.mlflow.uri(state.workspace),
+            tracking_uri=tracking.shown_uri(config.mlflow.uri(state.workspace)),
             predictions=str(predictions) if predictions else None,
         )
         _log_run_figures(summary)

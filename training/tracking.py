@@ -64,6 +64,16 @@ def default_tracking_uri(workspace: Path) -> str:
     return f"sqlite:///{Path(workspace).resolve() / 'mlflow.db'}"
 
 
+def shown_uri(tracking_uri: str) -> str:
+    """The URI as it may be printed or written to a summary: a user name and password in it are masked."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(tracking_uri)
+    if "@" not in parts.netloc:
+        return tracking_uri
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
 def missing_registry(tracking_uri: str) -> str | None:
     """Why a command that reads models cannot start (a SQLite registry that is not there), or None. Said
     before MLflow opens the URI, which would create an empty database where the user mistyped a path."""
@@ -132,7 +142,7 @@ def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     except (OSError, ValueError) as exc:
         reason = getattr(exc, "reason", exc)
         raise ConnectionError(
-            f"the MLflow tracking server {uri} does not answer ({reason}); start it or fix --mlflow-uri"
+            f"the MLflow tracking server {shown_uri(uri)} does not answer ({reason}); start it or fix --mlflow-uri"
         ) from None
 
 

@@ -43,3 +43,21 @@ def test_a_model_whose_stored_files_changed_is_refused_before_unpickling(tmp_pat
     pickles[0].write_bytes(pickles[0].read_bytes() + b"\n")  # one byte more: what an attacker's pickle would be
     with pytest.raises(tracking.ModelDigestError, match="differ from the digest its training run recorded"):
         tracking.load_document_model(registered)
+
+
+def test_a_password_in_the_tracking_uri_is_never_shown():
+    from training.tracking import shown_uri
+
+    assert shown_uri("https://me:s3cret@mlflow.example:443/p") == "https://***@mlflow.example:443/p"
+    assert shown_uri("http://127.0.0.1:5000") == "http://127.0.0.1:5000"
+    assert shown_uri("sqlite:////w/mlflow.db") == "sqlite:////w/mlflow.db"
+
+
+def test_an_unreachable_server_is_named_without_its_password():
+    import pytest
+
+    from tests.servers import free_port
+
+    with pytest.raises(ConnectionError, match=r"server http://\*\*\*@127\.0\.0\.1:\d+ does not answer") as err:
+        tracking.check_reachable(f"http://me:s3cret@127.0.0.1:{free_port()}", timeout_s=2)
+    assert "s3cret" not in str(err.value)
