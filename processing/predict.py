@@ -20,6 +20,7 @@ import argparse
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,7 @@ from processing.config import ConfigError, load_config
 from processing.embed import embedder_id
 from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLockedError
 from processing.pipeline import start_executor
-from processing.prediction_rows import prediction_rows, prediction_schema
+from processing.prediction_rows import SCORED, prediction_rows, prediction_schema
 from processing.progress import Stopwatch, log
 from training import tracking
 
@@ -83,7 +84,17 @@ def predict_folder(
             written = _score(store, model, [display_path(p) for p in paths], files, (embedder, extractor), out)
         store.finish_run(run_id, "finished", None)
     scored_by = f"models:/{version.name}/{version.version} ({model.name})"
-    return {"files": len(paths), "predicted": written, "model": scored_by, "seconds": clock.seconds, "work": work}
+    outcomes = Counter(outcome for _, outcome, _, _ in files.values())
+    flags = Counter(f for _, outcome, _, fs in files.values() if outcome in USABLE for f in fs.split(",") if f)
+    return {
+        "files": len(paths),
+        "predicted": written,
+        "model": scored_by,
+        "outcomes": dict(outcomes),
+        "flags": dict(flags),  # of the usable files: what their predictions rest on
+        "seconds": clock.seconds,
+        "work": work,
+    }
 
 
 def _score(
@@ -171,7 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{files} files, {predicted} predicted, {files - predicted} without a prediction -> {args.out} "
         f"({files / wall:.1f} files/s; model {result['model']})"
     )
+    print(_breakdown(result["outcomes"], result["flags"]))
     return 0
+
+
+def _breakdown(outcomes: dict[str, int], flags: dict[str, int]) -> str:
+    """Why files have no prediction, and how many predictions rest on OCR'd pages or a truncated text."""
+    without = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items(), key=lambda kv: -kv[1]) if k not in SCORED)
+    resting = f"pages read by OCR {flags.get('ocr', 0)}, truncated {flags.get('truncated', 0)}"
+    return f"  without a prediction: {without or 'none'}; predictions resting on {resting} (column flags)"
 
 
 if __name__ == "__main__":

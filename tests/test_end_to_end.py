@@ -345,7 +345,8 @@ def test_batch_scoring_reproduces_the_runs_heldout_predictions_and_reuses_the_ca
     rows = pq.read_table(out).to_pylist()
     printed = capsys.readouterr().out
     assert len(rows) == 41 and "41 files, 40 predicted" in printed
-    assert re.search(r"model models:/docscale-classifier/\d+ \(\w+\)\)$", printed.strip())
+    assert "  without a prediction: not_pdf 1; predictions resting on pages read by OCR 0, truncated 0" in printed
+    assert re.search(r"model models:/docscale-classifier/\d+ \(\w+\)\)$", printed.strip().splitlines()[0])
     for row in rows:
         data = (folder / row["path"].rsplit("/", 1)[-1]).read_bytes()
         if row["outcome"] == "not_pdf":
