@@ -97,8 +97,7 @@ def one_cycle(args: argparse.Namespace, input_dir: str, labels: str | None) -> i
     note = " (already decided: recorded result)" if result.already_decided else ""
     print(
         f"cycle {result.batch_id}{note}: {result.decision} - {result.reason}\n"
-        f"  drift detected: {drift.get('detected')}  "
-        + "  ".join(f"{k} {v['score']:.3f} (p {v['p_value']:.2g})" for k, v in drift.get("tests", {}).items())
+        + _drift_line(drift)
         + f"\n  champion {result.champion_version_before} -> {result.champion_version_after}"
         + f"   predictions: {result.predictions}"
     )
@@ -108,6 +107,16 @@ def one_cycle(args: argparse.Namespace, input_dir: str, labels: str | None) -> i
         tmp.write_text(json.dumps(data, indent=2, default=str))
         tmp.replace(args.summary)
     return 0
+
+
+def _drift_line(drift: dict) -> str:
+    """Whether the batch drifted, with each embedding test; or why that was not judged."""
+    if not drift:
+        return "  drift: not judged (no champion before this batch)"
+    if drift.get("status", "judged") != "judged":
+        return f"  drift: not judged ({drift['status']})"
+    tests = "  ".join(f"{k} {v['score']:.3f} (p {v['p_value']:.2g})" for k, v in drift.get("tests", {}).items())
+    return f"  drift detected: {drift.get('detected')}  {tests}"
 
 
 def watch(args: argparse.Namespace) -> int:
