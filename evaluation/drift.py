@@ -39,7 +39,7 @@ from evaluation.metrics import bootstrap_macro_f1, score
 class MonitorConfig:
     """monitor.* in the config: drift tests and their thresholds (README, Monitoring: how they were chosen)."""
 
-    sample_per_side: int = 1000  # rows per side for the embedding tests: seconds at any corpus size
+    sample_per_side: int = 1000  # rows per side for the embedding tests and the reference class shares
     permutations: int = 200  # permutation-null draws for both embedding tests
     alpha: float = 0.01  # an embedding test fires when its permutation p-value is below this ...
     min_auc: float = 0.6  # ... and (domain classifier) its AUC is above this: a tiny shift in a big batch is not drift
@@ -273,8 +273,9 @@ def embedding_drift(ref: np.ndarray, cur: np.ndarray, config: MonitorConfig) -> 
 
 @dataclass
 class Side:
-    """One side of a comparison: its vectors, the champion's probabilities on them, outcome counts, text
-    lengths, and a sample of its texts (for the text-noise and novel-words tests)."""
+    """One side of a comparison: its vectors, the champion's probabilities on them (or on a sample of
+    them: the class shares need no more), outcome counts, text lengths, and a sample of its texts (for
+    the text-noise and novel-words tests)."""
 
     vectors: np.ndarray
     probabilities: np.ndarray | None = None

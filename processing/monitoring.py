@@ -67,8 +67,15 @@ def monitor_versions(
     labelled = None
     if champion is not None:
         classes = champion.classes
+        # The reference's class shares from a fixed sample of its documents, as the embedding tests use:
+        # scoring all of them reads every text of a text champion's training version at each cycle.
+        picked = _sample_rows(len(ref.hashes), config.sample_per_side, config.seed)
         ref_side.probabilities = champion_probabilities(
-            champion, store, ref.hashes, ref.vectors, store.version(reference_fv)["extractor"]
+            champion,
+            store,
+            [ref.hashes[i] for i in picked],
+            ref.vectors[picked],
+            store.version(reference_fv)["extractor"],
         )
         if cur is not None:
             cur_side.probabilities = _probabilities(
@@ -79,6 +86,13 @@ def monitor_versions(
                 predicted = np.asarray(classes)[cur_side.probabilities[known].argmax(axis=1)]
                 labelled = (np.asarray(cur.labels)[known], predicted)
     return monitor(ref_side, cur_side, classes, config, labelled, recorded)
+
+
+def _sample_rows(n: int, k: int, seed: int) -> np.ndarray:
+    """Indices of a fixed sample of k of n rows (all of them when n <= k), in order."""
+    if n <= k:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
 
 
 def _probabilities(

@@ -29,3 +29,12 @@ def test_monitor_judges_a_text_champions_predictions_and_labelled_performance(tm
     assert "**Predicted-class shares**: chi-square p" in report
     assert f"**Labelled performance** on {len(batch)} documents: macro-F1" in report
     assert (workspace / "reports" / "monitoring" / current / "drift.json").exists()
+
+
+def test_the_reference_is_scored_on_a_fixed_sample_once_it_outgrows_the_per_side_budget():
+    from processing.monitoring import _sample_rows
+
+    assert list(_sample_rows(5, 10, seed=0)) == [0, 1, 2, 3, 4]
+    picked = _sample_rows(75_000, 1_000, seed=0)
+    assert len(set(picked)) == 1_000 and list(picked) == sorted(picked) and picked.max() < 75_000
+    assert list(picked) == list(_sample_rows(75_000, 1_000, seed=0))  # the same documents at every batch
