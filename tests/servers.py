@@ -19,6 +19,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def free_ports(n: int) -> list[int]:
+    """n different free ports: all held open while they are chosen, since the kernel may hand a port
+    just released by free_port() straight out again (two Ray components once got the same one)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def kill_matching(marker: str) -> int:
     """SIGKILL every process whose command line mentions marker, and their descendants (Ray's agents
     and workers rename themselves "ray::..." and no longer show the marker); returns how many."""

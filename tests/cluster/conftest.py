@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, kill_matching, wait_http  # noqa: F401 - re-exported to the tests
+from tests.servers import free_port, free_ports, kill_matching, wait_http  # noqa: F401 - re-exported to the tests
 
 BIN = Path(sys.executable).parent
 
@@ -45,7 +45,7 @@ def _start_node(args: list[str], env: dict[str, str]) -> None:
         "--node-manager-port",
         "--object-manager-port",
     ]
-    args = [*args, *(x for flag in ports for x in (flag, str(free_port())))]
+    args = [*args, *(x for flag, port in zip(ports, free_ports(len(ports)), strict=True) for x in (flag, str(port)))]
     result = subprocess.run([str(BIN / "ray"), "start", *args], env=env, capture_output=True, text=True, timeout=120)
     if result.returncode != 0:
         raise RuntimeError(f"ray start failed: {result.stdout[-2000:]} {result.stderr[-2000:]}")
