@@ -59,7 +59,7 @@ def predict_folder(
         raise InputError(str(exc)) from None
     # The device is where it runs, not what it computes: this machine's setting (default auto) stands.
     config.extract, config.embed = model.extract, replace(model.embed, device=config.embed.device)
-    settings = (model.extract, model.embed)
+    settings = (config.extract, config.embed)
     extractor, embedder = extractor_version(model.extract), embedder_id(model.embed)
     paths = list_files(input_dir)
     if not paths:
