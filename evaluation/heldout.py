@@ -23,6 +23,6 @@ def evaluate(model: Any, x: Any, y: np.ndarray, seed: int, title: str, png: Path
     proba = model.predict_proba(x)
     classes = np.asarray(model.classes_)
     report = full_report(y, proba, classes, seed=seed)
-    plot_confusion(y, classes[proba.argmax(axis=1)], title, png)
+    plot_confusion(y, classes[proba.argmax(axis=1)], title, png, classes)
     scalars = {k: v for k, v in report.items() if isinstance(v, float)}
     return Evaluation(scalars, dict(report["per_class_f1"]), report["report"], png)

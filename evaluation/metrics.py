@@ -85,13 +85,18 @@ def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray, classes: n
     return float(ece)
 
 
-def plot_confusion(y_true: np.ndarray, y_pred: np.ndarray, title: str, path: Path) -> Path:
+def plot_confusion(
+    y_true: np.ndarray, y_pred: np.ndarray, title: str, path: Path, classes: np.ndarray | None = None
+) -> Path:
+    """The confusion matrix as a picture, over every class the model knows (`classes`) and every label seen:
+    a class the held-out set lacks still gets its row."""
     import matplotlib
 
     matplotlib.use("Agg")  # headless: runs on servers and in CI
     import matplotlib.pyplot as plt
 
-    labels = sorted(set(y_true) | set(y_pred))
+    known = [] if classes is None else list(classes)
+    labels = sorted(set(y_true) | set(y_pred) | set(known))
     matrix = confusion_matrix(y_true, y_pred, labels=labels)
     fig, ax = plt.subplots(figsize=(1.0 + 0.6 * len(labels), 0.8 + 0.55 * len(labels)))
     ax.imshow(matrix, cmap="Blues")

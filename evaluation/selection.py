@@ -11,7 +11,12 @@ the ones trained on, as a user's next documents will be.
 
 from __future__ import annotations
 
+import multiprocessing
+import os
 import re
+import signal
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, replace
 from pathlib import PurePath
 from typing import Any
@@ -21,7 +26,7 @@ from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train
 from sklearn.pipeline import Pipeline
 
 from evaluation.metrics import bootstrap_macro_f1, score
-from training.classifiers import GRID, TrainConfig, build_classifier, train_classifier
+from training.classifiers import FUSED_INPUT, GRID, TEXT_INPUT, TrainConfig, build_classifier, train_classifier
 
 
 @dataclass(frozen=True)
@@ -99,48 +104,14 @@ def cross_validate_settings(
     candidates: list[TrainConfig],
     device: str = "cpu",
     groups: np.ndarray | None = None,
+    workers: int = 1,
 ) -> list[CvScore | None]:
     """Out-of-fold macro-F1 of each candidate setting, on the same folds (of candidates[0]'s sample).
-    With `groups` (one per row of x), rows of one group never straddle folds.
-
-    The grid only varies the last step of a pipeline (a C or alpha), so each fold's features (TF-IDF
-    over words and character n-grams: most of a text classifier's fitting time) are fitted once and
-    shared by every candidate: 3x less work for a three-value grid, the same scores."""
-    config = candidates[0]
-    rows = cv_sample(y, config.cv_max_documents, config.seed)
-    x_cv, y_cv = _take(x, rows), y[rows]
-    groups_cv = groups[rows] if groups is not None else None
-    folds = folds_for(y_cv, config.cv_folds, groups_cv)
-    if folds == 0:
-        return [None] * len(candidates)
-    predicted = [np.empty(len(y_cv), dtype=object) for _ in candidates]
-    if groups_cv is None:
-        splitter: Any = StratifiedKFold(folds, shuffle=True, random_state=config.seed)
-    else:
-        splitter = StratifiedGroupKFold(folds, shuffle=True, random_state=config.seed)
-    for fit_rows, score_rows in splitter.split(np.zeros(len(y_cv)), y_cv, groups_cv):
-        x_fit, y_fit, x_score = _take(x_cv, fit_rows), y_cv[fit_rows], _take(x_cv, score_rows)
-        features: tuple[Any, Any] | None = None
-        for out, setting in zip(predicted, candidates, strict=True):
-            model = build_classifier(name, setting, device)
-            if not isinstance(model, Pipeline):
-                out[score_rows] = train_classifier(name, x_fit, y_fit, setting, device).predict(x_score)
-                continue
-            if features is None:  # the same for every candidate: fitted once per fold
-                prepare = model[:-1].fit(x_fit, y_fit)
-                features = (prepare.transform(x_fit), prepare.transform(x_score))
-            final = train_classifier(name, features[0], y_fit, setting, device, final_step_only=True)
-            out[score_rows] = final.predict(features[1])
-    truth = y_cv.astype(str)
-    scores = []
-    for out, setting in zip(predicted, candidates, strict=True):
-        guessed = out.astype(str)
-        low, high = bootstrap_macro_f1(truth, guessed, seed=setting.seed)
-        figures = score(truth, guessed)
-        params = {key: float(getattr(setting, key)) for key in GRID.get(name, {})}
-        n_groups = len(set(groups_cv)) if groups_cv is not None else 0
-        scores.append(CvScore(figures["macro_f1"], low, high, figures["accuracy"], folds, len(rows), params, n_groups))
-    return scores
+    With `groups` (one per row of x), rows of one group never straddle folds."""
+    plan = _plan(name, x, y, candidates, device, groups)
+    for fold, predicted in _run(plan.folds, workers):
+        plan.record(fold.score_rows, predicted)
+    return plan.scores()
 
 
 def select_setting(
@@ -148,12 +119,38 @@ def select_setting(
 ) -> tuple[TrainConfig, CvScore | None]:
     """The classifier's hyper-parameters (from GRID) with the best cross-validated macro-F1, as a
     TrainConfig to fit with, and that score. Ties go to the first setting, the config's own."""
-    candidates = settings(name, config)
-    scored = cross_validate_settings(name, x, y, candidates, device, groups)
-    if scored[0] is None:
-        return config, None
-    best = max(range(len(candidates)), key=lambda i: (scored[i].macro_f1, -i))
-    return candidates[best], scored[best]
+    return select_settings([name], lambda _: x, y, config, device, groups)[name]
+
+
+def select_settings(
+    names: list[str],
+    x_for: Callable[[str], Any],
+    y: np.ndarray,
+    config: TrainConfig,
+    device: str = "cpu",
+    groups: np.ndarray | None = None,
+    workers: int = 1,
+    on_fold: Callable[[int, int], None] | None = None,
+) -> dict[str, tuple[TrainConfig, CvScore | None]]:
+    """select_setting for each classifier, every fold of every classifier one task, `workers` processes
+    at a time (1: in this process). x_for(name) gives a classifier's input rows; only its sample is
+    kept. on_fold(done, total) is called as each fold finishes (progress)."""
+    plans = {name: _plan(name, x_for(name), y, settings(name, config), device, groups) for name in names}
+    # The text classifiers' folds take far longer: started first, they do not end up running alone.
+    folds = sorted((fold for plan in plans.values() for fold in plan.folds), key=lambda f: f.name not in _SLOW)
+    for done, (fold, predicted) in enumerate(_run(folds, workers), 1):
+        plans[fold.name].record(fold.score_rows, predicted)
+        if on_fold is not None:
+            on_fold(done, len(folds))
+    chosen = {}
+    for name, plan in plans.items():
+        scored = plan.scores()
+        if scored[0] is None:
+            chosen[name] = (config, None)
+            continue
+        best = max(range(len(scored)), key=lambda i: (scored[i].macro_f1, -i))  # type: ignore[union-attr]
+        chosen[name] = (plan.candidates[best], scored[best])
+    return chosen
 
 
 def settings(name: str, config: TrainConfig) -> list[TrainConfig]:
@@ -162,6 +159,123 @@ def settings(name: str, config: TrainConfig) -> list[TrainConfig]:
     for key, values in GRID.get(name, {}).items():
         out += [replace(config, **{key: v}) for v in values if v != getattr(config, key)]
     return out
+
+
+_SLOW = TEXT_INPUT | FUSED_INPUT
+
+
+@dataclass(frozen=True)
+class _Fold:
+    """One fold of one classifier: everything a worker process needs to fit its candidates and predict."""
+
+    name: str
+    candidates: tuple[TrainConfig, ...]
+    device: str
+    x_fit: Any
+    y_fit: np.ndarray
+    x_score: Any
+    score_rows: np.ndarray
+
+
+@dataclass
+class _Plan:
+    """One classifier's folds, and the out-of-fold predictions of each candidate as folds come back."""
+
+    name: str
+    candidates: list[TrainConfig]
+    y_cv: np.ndarray
+    documents: int
+    n_groups: int
+    folds: list[_Fold]
+    n_folds: int
+
+    def __post_init__(self) -> None:
+        self.predicted = [np.empty(len(self.y_cv), dtype=object) for _ in self.candidates]
+
+    def record(self, score_rows: np.ndarray, predicted: list[np.ndarray]) -> None:
+        for out, guesses in zip(self.predicted, predicted, strict=True):
+            out[score_rows] = guesses
+
+    def scores(self) -> list[CvScore | None]:
+        if not self.folds:
+            return [None] * len(self.candidates)
+        truth, out = self.y_cv.astype(str), []
+        for guessed, setting in zip((p.astype(str) for p in self.predicted), self.candidates, strict=True):
+            low, high = bootstrap_macro_f1(truth, guessed, seed=setting.seed)
+            figures = score(truth, guessed)
+            params = {key: float(getattr(setting, key)) for key in GRID.get(self.name, {})}
+            f1, accuracy = figures["macro_f1"], figures["accuracy"]
+            out.append(CvScore(f1, low, high, accuracy, self.n_folds, self.documents, params, self.n_groups))
+        return out
+
+
+def _plan(
+    name: str, x: Any, y: np.ndarray, candidates: list[TrainConfig], device: str, groups: np.ndarray | None
+) -> _Plan:
+    """The folds of `name` on the stratified sample of candidates[0] (no folds: nothing to cross-validate)."""
+    config = candidates[0]
+    rows = cv_sample(y, config.cv_max_documents, config.seed)
+    x_cv, y_cv = _take(x, rows), y[rows]
+    groups_cv = groups[rows] if groups is not None else None
+    n_folds = folds_for(y_cv, config.cv_folds, groups_cv)
+    n_groups = len(set(groups_cv)) if groups_cv is not None else 0
+    folds: list[_Fold] = []
+    if n_folds:
+        if groups_cv is None:
+            splitter: Any = StratifiedKFold(n_folds, shuffle=True, random_state=config.seed)
+        else:
+            splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=config.seed)
+        for fit_rows, score_rows in splitter.split(np.zeros(len(y_cv)), y_cv, groups_cv):
+            fitting, scoring = _take(x_cv, fit_rows), _take(x_cv, score_rows)
+            folds.append(_Fold(name, tuple(candidates), device, fitting, y_cv[fit_rows], scoring, score_rows))
+    return _Plan(name, candidates, y_cv, len(rows), n_groups, folds, n_folds)
+
+
+def _fit_fold(fold: _Fold) -> list[np.ndarray]:
+    """Each candidate fitted on the fold's rows, its predictions for the fold's held-back rows.
+
+    The grid only varies the last step of a pipeline (a C or alpha), so the fold's features (TF-IDF over
+    words and character n-grams: most of a text classifier's fitting time) are fitted once and shared
+    by every candidate: 3x less work for a three-value grid, the same scores."""
+    out, features = [], None
+    for setting in fold.candidates:
+        model = build_classifier(fold.name, setting, fold.device)
+        if not isinstance(model, Pipeline):
+            out.append(train_classifier(fold.name, fold.x_fit, fold.y_fit, setting, fold.device).predict(fold.x_score))
+            continue
+        if features is None:
+            prepare = model[:-1].fit(fold.x_fit, fold.y_fit)
+            features = (prepare.transform(fold.x_fit), prepare.transform(fold.x_score))
+        final = train_classifier(fold.name, features[0], fold.y_fit, setting, fold.device, final_step_only=True)
+        out.append(final.predict(features[1]))
+    return out
+
+
+def _run(folds: list[_Fold], workers: int) -> Iterator[tuple[_Fold, list[np.ndarray]]]:
+    """Each fold with its predictions, as they finish: in this process, or in `workers` fresh ones."""
+    workers = min(workers, len(folds))
+    if workers <= 1:
+        for fold in folds:
+            yield fold, _fit_fold(fold)
+        return
+    # Spawned, not forked: the driver holds threads (Ray, torch, DuckDB) that a fork would copy half-way.
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(threads,)) as pool:
+        pending = {pool.submit(_fit_fold, fold): fold for fold in folds}
+        for future in as_completed(pending):
+            yield pending[future], future.result()
+
+
+def _worker_start(threads: int) -> None:
+    """A fold worker: its share of the cores for BLAS and torch, and Ctrl-C ends it quietly (the run
+    that started it reports the interruption)."""
+    for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[variable] = str(threads)
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(threads)
+    signal.signal(signal.SIGINT, lambda *_: os._exit(130))
 
 
 def _take(x: Any, rows: np.ndarray) -> Any:

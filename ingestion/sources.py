@@ -158,6 +158,8 @@ def read_label_rows(labels_csv: str) -> list[tuple[int, str, str]]:
     """(line number, path as written, label) for each row of a path,label CSV (an optional header)."""
     try:
         text = read_bytes(labels_csv).decode("utf-8-sig")
+    except FileNotFoundError:
+        raise InputError(f"--labels {labels_csv}: no such file") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--labels {labels_csv}: cannot read it as UTF-8 text ({exc})") from exc
     rows = []

@@ -312,4 +312,14 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 def _load(path: str, device: str) -> SentenceTransformer:
     from sentence_transformers import SentenceTransformer
 
+    _quiet_weight_loading()
     return SentenceTransformer(path, device=device)
+
+
+def _quiet_weight_loading() -> None:
+    """transformers draws a "Loading weights" bar for every model it loads: twice in a fresh workspace (the
+    model, then its ONNX export, after this has run), as carriage returns in every log. docscale's own
+    progress lines say what is happening."""
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()

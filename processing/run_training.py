@@ -7,6 +7,8 @@ conductor imports it.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
@@ -18,11 +20,11 @@ import numpy as np
 from evaluation.heldout import Evaluation, evaluate
 from evaluation.metrics import score
 from evaluation.report import write_predictions
-from evaluation.selection import CvScore, groups_of, select_setting
+from evaluation.selection import CvScore, groups_of, select_settings
 from processing.classify import DocumentClassifier
 from processing.config import Config
 from processing.features import FeatureStore
-from processing.progress import Stopwatch, log
+from processing.progress import Progress, Stopwatch, log
 from training import tracking
 from training.classifiers import FUSED_INPUT, TEXT_INPUT, TrainConfig, fused_rows
 from training.fit import Trained, fit
@@ -151,15 +153,14 @@ def train_and_report(
     models: dict[str, tuple[Any, str]] = {}
     with tracking.pipeline_run(f"tier-{state.tier}", config.flat(), tags) as mlflow_run_id:
         tracking.log_feature_version(version_id, inputs.x_train, inputs.y_train, store.path)
+        with clock.stage("select"):  # stratified k-fold on the training documents only
+            chosen = _select(t, inputs, state.train_device)
         settings: dict[str, TrainConfig] = {}
         for number, name in enumerate(t.classifiers, 1):
             # One line as each classifier starts: at 75k one fit takes minutes, and a person should see which.
             log(f"train: {name} ({number}/{len(t.classifiers)}) on {len(inputs.y_train):,} documents")
+            setting, cv = chosen[name]
             with tracking.child_run(name, {**tags, "classifier": name}):
-                with clock.stage("select"):  # stratified k-fold on the training documents only
-                    setting, cv = select_setting(
-                        name, inputs.train(name), inputs.y_train, t, state.train_device, inputs.groups
-                    )
                 with clock.stage("train"):
                     trained = fit(name, inputs.train(name), inputs.y_train, setting, state.train_device)
                 with clock.stage("evaluate"):
@@ -285,6 +286,34 @@ def model_input(name: str, vectors: np.ndarray, store: FeatureStore, hashes: lis
 
 def _view(name: str) -> str:
     return "text" if name in TEXT_INPUT else "both" if name in FUSED_INPUT else "vectors"
+
+
+def _select(t: TrainConfig, inputs: Inputs, device: str) -> dict[str, tuple[TrainConfig, CvScore | None]]:
+    """Every classifier's setting, chosen by cross-validation; the folds of all of them run side by side
+    on `train.cv_workers` processes (in this one when the MLP trains on a GPU: one device, one process)."""
+    workers = (t.cv_workers or len(os.sched_getaffinity(0))) if device == "cpu" else 1
+    progress: Progress | None = None
+    folds = 0
+
+    def advance(done: int, total: int) -> None:
+        nonlocal progress, folds
+        progress = progress or Progress("select", total, unit="fold")
+        progress.update(1)
+        folds = total
+
+    start = time.perf_counter()
+    try:
+        chosen = select_settings(
+            t.classifiers, inputs.train, inputs.y_train, t, device, inputs.groups, workers, on_fold=advance
+        )
+    finally:
+        if progress is not None:
+            progress.close()
+    if folds:
+        seconds = time.perf_counter() - start
+        processes = min(workers, folds)
+        log(f"select: {folds} folds of {len(t.classifiers)} classifiers in {seconds:.0f} s on {processes} process(es)")
+    return chosen
 
 
 def _selection_line(name: str, cv: CvScore | None, heldout_f1: float) -> str:

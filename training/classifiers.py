@@ -53,6 +53,10 @@ class TrainConfig:
     # a stratified sample) chooses each classifier's setting and the best classifier.
     cv_folds: int = 5
     cv_max_documents: int = 3000
+    # Processes fitting folds side by side (each fold of each classifier is a task); 0 = one per CPU core.
+    # Only selection runs in parallel: its sample is capped, while the final fits grow with the tier and
+    # would multiply the peak memory.
+    cv_workers: int = 0
     # Documents that are related (one package's manuals, one customer's invoices) score too well when they
     # straddle folds. A regular expression over each training file's name: files whose first match (its
     # first group, if it has one) is the same stay in one fold. "" = plain stratified folds.
@@ -73,6 +77,8 @@ class TrainConfig:
         for key in (*positive, "svm_c", "fusion_c", "fusion_weight", "cv_max_documents"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"train.{key} must be > 0; got {getattr(self, key)}")
+        if self.cv_workers < 0:
+            raise ValueError(f"train.cv_workers must be >= 0 (0 = one per CPU core); got {self.cv_workers}")
         if self.cv_folds < 2:
             raise ValueError(f"train.cv_folds must be >= 2 (stratified k-fold cross-validation); got {self.cv_folds}")
         if self.cv_groups:

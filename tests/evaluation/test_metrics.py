@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 
 from evaluation.metrics import expected_calibration_error, full_report, plot_confusion, score
@@ -14,6 +16,13 @@ def test_score_macro_f1_weighs_classes_equally():
 def test_confusion_png_is_written(tmp_path):
     path = plot_confusion(np.array(["a", "b"]), np.array(["a", "a"]), "t", tmp_path / "c.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_held_out_set_of_one_class_still_gets_every_class_and_no_warning(tmp_path):
+    """A small folder's held-out split can hold one class only: scikit-learn warned on every classifier."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        plot_confusion(np.array(["a", "a"]), np.array(["a", "a"]), "t", tmp_path / "c.png", np.array(["a", "b"]))
 
 
 def test_calibration_error_separates_honest_from_overconfident():

@@ -43,7 +43,7 @@ def test_summary_prints_the_registry_line_after_the_classifiers() -> None:
         "device": "cpu",
         "documents": 2,
         "train_documents": 1,
-        "heldout_documents": 1,
+        "heldout_documents": 500,
         "failed": {},
         "work": {},
         "feature_version": "fv-1",
@@ -69,3 +69,11 @@ def test_summary_prints_the_registry_line_after_the_classifiers() -> None:
     assert lines[svm_row + 3] == "browse  mlflow ui --backend-store-uri sqlite:////w/mlflow.db"
     remote = format_summary({**summary, "tracking_uri": "http://127.0.0.1:5000"})
     assert "browse  http://127.0.0.1:5000" in remote.splitlines()
+    assert not any(line.startswith("held-out:") for line in lines)
+    few = format_summary({**summary, "heldout_documents": 3}).splitlines()
+    assert few[svm_row + 1] == "held-out: only 3 documents, too few for its figures to say much"
+    with_cv = {
+        "svm": {**summary["classifiers"]["svm"], "cv_macro_f1": 0.6, "cv_macro_f1_low": 0.4, "cv_macro_f1_high": 0.8}
+    }
+    told = format_summary({**summary, "heldout_documents": 3, "classifiers": with_cv}).splitlines()
+    assert told[svm_row + 2].endswith("too few for its figures to say much; the cv column is the better guide")

@@ -3,7 +3,15 @@
 import numpy as np
 import pytest
 
-from evaluation.selection import cross_validate, cv_sample, folds_for, groups_of, select_setting, settings
+from evaluation.selection import (
+    cross_validate,
+    cv_sample,
+    folds_for,
+    groups_of,
+    select_setting,
+    select_settings,
+    settings,
+)
 from training.classifiers import GRID, TrainConfig
 
 
@@ -61,6 +69,8 @@ def test_bad_selection_settings_name_the_key():
         TrainConfig(cv_folds=1).validate()
     with pytest.raises(ValueError, match="train.cv_max_documents must be > 0"):
         TrainConfig(cv_max_documents=0).validate()
+    with pytest.raises(ValueError, match=r"train.cv_workers must be >= 0 \(0 = one per CPU core\)"):
+        TrainConfig(cv_workers=-1).validate()
     with pytest.raises(ValueError, match=r"train.cv_groups is not a regular expression .*e.g. '\^\(\.\*\)__'"):
         TrainConfig(cv_groups="([").validate()
 
@@ -103,3 +113,24 @@ def test_folds_are_capped_by_the_groups_a_class_spans():
     assert folds_for(y, 5) == 5
     assert folds_for(y, 5, groups) == 2  # class a spans two groups
     assert folds_for(y, 5, np.array(["g1"] * 6 + ["g2"] * 6)) == 0
+
+
+def test_folds_fitted_in_worker_processes_choose_what_one_process_chooses():
+    """Every fold of every classifier is a task; in two spawned worker processes the folds finish in any
+    order, and the chosen settings and their scores must not depend on it."""
+    x, y = _noisy_blobs(4)
+    rng = np.random.default_rng(4)
+    topic = np.where(rng.random(len(y)) < 0.85, y, rng.choice(["a", "b", "c"], len(y)))  # 15% misleading
+    texts = np.array([f"topic{t} filler{i % 5} word{i % 7}" for i, t in enumerate(topic)], dtype=object)
+
+    def x_for(name):
+        return texts if name == "tfidf" else x
+
+    names, config = ["logreg", "tfidf"], TrainConfig()
+    progress = []
+    alone = select_settings(names, x_for, y, config, workers=1)
+    side_by_side = select_settings(names, x_for, y, config, workers=2, on_fold=lambda *a: progress.append(a))
+    assert side_by_side == alone
+    assert [done for done, _ in progress] == list(range(1, 11)) and {total for _, total in progress} == {10}
+    assert 0.7 < alone["tfidf"][1].macro_f1 < 1 and alone["logreg"][1].folds == 5
+    assert alone["logreg"] == select_setting("logreg", x, y, config)  # one classifier alone: the same

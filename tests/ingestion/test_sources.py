@@ -45,6 +45,8 @@ def test_labels_csv_with_header_relative_paths_and_line_numbers(tmp_path):
     missing.write_text("invoice/doc0.pdf,billing\ninvoice/nope.pdf,billing\n")
     with pytest.raises(InputError, match=r"missing.csv:2: invoice/nope.pdf is not a file"):
         list_input(str(root), str(missing))
+    with pytest.raises(InputError, match=r"--labels \S*typo.csv: no such file$"):
+        list_input(str(root), str(tmp_path / "typo.csv"))
 
 
 def test_clear_errors_for_empty_folder_and_single_label(tmp_path):

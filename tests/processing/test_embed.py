@@ -82,9 +82,10 @@ def test_token_budget_reads_past_the_first_window(embedder, backend, tmp_path):
     assert broad @ invoice > narrow @ invoice + 0.05  # the second half (beyond 256 tokens) now counts
 
 
-def test_onnx_int8_backend_stays_close_to_fp32(embedder, tmp_path):
+def test_onnx_int8_backend_stays_close_to_fp32(embedder, tmp_path, capfd):
     """The CPU default: the same token ids as torch (every length, an empty text), vectors within int8's
-    error and independent of their batch, and one cached file left by the export (no intermediates)."""
+    error and independent of their batch, and one cached file left by the export (no intermediates).
+    Loading the model for the export draws no progress bar of transformers' into the run's log."""
     from processing.embed import Embedder
 
     texts = [
@@ -95,6 +96,7 @@ def test_onnx_int8_backend_stays_close_to_fp32(embedder, tmp_path):
     ]
     fast = Embedder(EmbedConfig(device="cpu", max_chars=500, batch_size=2), cache_dir=tmp_path)
     assert fast.backend == "onnx-int8"
+    assert "Loading weights" not in capfd.readouterr().err
     together = fast.encode(texts)
     cosine = (together * embedder.encode(texts)).sum(axis=1)
     assert (cosine > 0.97).all(), cosine
