@@ -4,7 +4,10 @@ It lives in evaluation because it scores classifiers; training only fits them.
 One 20% split of a few hundred real documents scores a classifier on ~40 of them, an interval of
 +-0.1 macro-F1: it picks noise. Cross-validation scores every training document once, so selection
 holds on small real corpora. Folds run on a stratified sample of at most `cv_max_documents` documents:
-at 75k that keeps selection a minute, not an hour; the chosen setting is then fitted on all of them.
+at 75k that keeps selection minutes, not hours; the chosen setting is then fitted on all of them. The
+folds of all classifiers can run side by side in worker processes (`select_settings`): scikit-learn's
+own `n_jobs` would parallelise one classifier's folds at a time, and this keeps the per-fold sharing of
+features across grid values.
 Related documents (`train.cv_groups`) are kept in one fold, so that the score is for documents unlike
 the ones trained on, as a user's next documents will be.
 """
@@ -104,12 +107,11 @@ def cross_validate_settings(
     candidates: list[TrainConfig],
     device: str = "cpu",
     groups: np.ndarray | None = None,
-    workers: int = 1,
 ) -> list[CvScore | None]:
     """Out-of-fold macro-F1 of each candidate setting, on the same folds (of candidates[0]'s sample).
     With `groups` (one per row of x), rows of one group never straddle folds."""
     plan = _plan(name, x, y, candidates, device, groups)
-    for fold, predicted in _run(plan.folds, workers):
+    for fold, predicted in _run(plan.folds, workers=1):
         plan.record(fold.score_rows, predicted)
     return plan.scores()
 
