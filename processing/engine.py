@@ -229,7 +229,7 @@ def map_batches(
                 submit([item])
             return
         if on_lost is None:
-            raise RuntimeError(f"task failed on item {batch[0]!r}: {reason}")
+            raise RuntimeError(f"task failed on item {repr(batch[0])[:200]}: {reason}")  # an item may hold a text
         progress.update(1)
         yield [on_lost(batch[0], reason)]
 

@@ -27,10 +27,11 @@ from processing.config import Config
 from processing.embed import embedder_id
 from processing.features import FeatureStore, Member
 from processing.metrics_export import Series, drift_series, export
-from processing.monitoring import champion_probabilities, monitor_versions
+from processing.monitoring import monitor_versions
 from processing.pipeline import run_pipeline, start_executor
 from processing.prediction_rows import prediction_rows, prediction_schema
 from processing.progress import Stopwatch, log
+from processing.scoring import champion_probabilities
 from training import tracking
 
 
@@ -250,7 +251,8 @@ def _cycle(
     folder = workspace / "cycles" / batch.batch_id
     with clock.stage("score"):
         vectors = store.load_vectors(usable, embedder, extractor) if usable else np.zeros((0, 1))
-        scored = dict(zip(usable, champion_probabilities(champion, store, usable, vectors, extractor), strict=True))
+        probabilities = champion_probabilities(champion, store, usable, vectors, extractor, executor)
+        scored = dict(zip(usable, probabilities, strict=True))
         predictions = _write_predictions(folder / "predictions.parquet", batch, files, scored, champion)
 
     # Monitoring: the batch against the champion's training data.

@@ -14,29 +14,7 @@ import numpy as np
 from evaluation.drift import DriftReport, MonitorConfig, Side, monitor
 from processing.classify import DocumentClassifier
 from processing.features import FeatureStore
-
-
-def champion_probabilities(
-    champion: DocumentClassifier,
-    store: FeatureStore,
-    hashes: list[str],
-    vectors: np.ndarray,
-    extractor: str,
-    chunk: int = 2048,
-) -> np.ndarray:
-    """The champion's probabilities for these documents. One that reads text gets it from the store a chunk
-    at a time, so memory stays bounded however large its training version is."""
-    if not len(hashes):
-        return np.zeros((0, len(champion.classes)))
-    if not champion.needs_text:
-        return champion.classifier.predict_proba(vectors)
-    parts = []
-    for start in range(0, len(hashes), chunk):
-        part = hashes[start : start + chunk]
-        texts = dict(store.iter_texts(part, extractor))
-        features = champion.features([texts[h] for h in part], vectors[start : start + chunk])
-        parts.append(champion.classifier.predict_proba(features))
-    return np.vstack(parts)
+from processing.scoring import champion_probabilities
 
 
 def monitor_versions(

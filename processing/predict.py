@@ -6,7 +6,8 @@
 
 Files are extracted and embedded by the training stages themselves (processing.build: the engine's
 tasks and embedding actors), with the extractor and embedder settings the model carries
-(processing.classify.DocumentClassifier), never a default config. Extractions and vectors are cached in
+(processing.classify.DocumentClassifier), never a default config; a model that reads text is scored on
+the engine's workers too (its TF-IDF is most of the time). Extractions and vectors are cached in
 the workspace, so a killed run resumes where it stopped. Results stream to Parquet in chunks (or CSV), one
 row per file: a file that cannot be read or extracted gets its outcome, a message saying why and no label;
 a usable one its label and probabilities, and its quality flags (`ocr`: pages read by OCR, `truncated`:
@@ -22,6 +23,7 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLo
 from processing.pipeline import start_executor
 from processing.prediction_rows import SCORED, prediction_rows, prediction_schema
 from processing.progress import Stopwatch, log
+from processing.scoring import champion_probabilities
 from training import tracking
 
 CHUNK = 10_000  # rows scored and written at a time: memory stays flat however many files there are
@@ -81,7 +84,9 @@ def predict_folder(
         else:
             embed_stage(executor, store, settings, usable, pool, clock, workspace / "models", work)
         with clock.stage("score"):
-            written = _score(store, model, [display_path(p) for p in paths], files, (embedder, extractor), out)
+            written = _score(
+                executor, store, model, [display_path(p) for p in paths], files, (embedder, extractor), out
+            )
         store.finish_run(run_id, "finished", None)
     scored_by = f"models:/{version.name}/{version.version} ({model.name})"
     outcomes = Counter(outcome for _, outcome, _, _ in files.values())
@@ -98,6 +103,7 @@ def predict_folder(
 
 
 def _score(
+    executor: Any,
     store: FeatureStore,
     model: Any,
     paths: list[str],
@@ -111,6 +117,10 @@ def _score(
     import pyarrow.parquet as pq
 
     embedder, extractor = keys
+    usable = sorted({files[p][0] for p in paths if files[p][1] in USABLE})
+    vectors = partial(store.load_vectors, embedder=embedder, extractor=extractor)
+    scored = champion_probabilities(model, store, usable, vectors, extractor, executor)
+    probabilities = dict(zip(usable, scored, strict=True))
     schema = prediction_schema(model.classes)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
@@ -120,13 +130,6 @@ def _score(
     try:
         for start in range(0, len(paths), CHUNK):
             chunk = paths[start : start + CHUNK]
-            usable = sorted({files[p][0] for p in chunk if files[p][1] in USABLE})
-            probabilities = {}
-            if usable:
-                texts = dict(store.iter_texts(usable, extractor)) if model.needs_text else {}
-                vectors = None if model.reads_text else store.load_vectors(usable, embedder, extractor)
-                features = model.features([texts[h] for h in usable] if texts else None, vectors)
-                probabilities = dict(zip(usable, model.classifier.predict_proba(features), strict=True))
             table = prediction_rows(chunk, files, probabilities, schema)
             predicted += len(chunk) - table.column("label").null_count
             writer.write_table(table)

@@ -105,3 +105,31 @@ def test_one_very_long_text_does_not_widen_every_text():
     )
     train, heldout = inputs.texts()
     assert train.dtype == object and train.nbytes < 1 << 20 and train[0] == long_text and heldout[0] == "x"
+
+
+@pytest.mark.ray
+def test_batch_scoring_on_ray_workers_gives_each_document_its_own_probabilities(ray_session):
+    """processing.predict sends a text model's documents to the engine's workers in batches that finish in
+    any order; every key must get the probabilities the model gives its own text in this process."""
+    from functools import partial
+
+    from ingestion.extract import ExtractConfig
+    from processing import engine
+    from processing.classify import DocumentClassifier, score_documents
+    from processing.embed import EmbedConfig
+    from training.classifiers import TrainConfig, train_classifier
+
+    rng = np.random.default_rng(5)
+    labels = np.array(["invoice", "contract", "lab"])[rng.integers(0, 3, 300)]
+    texts = [f"{label} total {rng.integers(1000)} {'page ' * int(rng.integers(1, 50))}" for label in labels]
+    svm = train_classifier("svm", np.asarray(texts, dtype=object), labels, TrainConfig())
+    model = DocumentClassifier(svm, "svm", ExtractConfig(), EmbedConfig(), "e", "fv-x", "text")
+    documents = [(f"h{i}", text, None) for i, text in enumerate(texts)]
+    scored = {}
+    for batch in engine.map_batches(
+        partial(score_documents, model), documents, 64, desc="t", total=300, min_batch_size=8
+    ):
+        scored.update(batch)
+    expected = svm.predict_proba(np.asarray(texts, dtype=object))
+    assert len(scored) == 300
+    np.testing.assert_allclose(np.stack([scored[f"h{i}"] for i in range(300)]), expected, rtol=1e-6)

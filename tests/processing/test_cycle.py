@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from functools import partial
 
 import duckdb
 import numpy as np
@@ -194,7 +195,8 @@ def test_the_loop_runs_on_a_champion_that_reads_text_and_vectors(tmp_path):
     import mlflow
 
     from processing.features import FeatureStore
-    from processing.monitoring import champion_probabilities
+    from processing.local import LocalExecutor
+    from processing.scoring import champion_probabilities
     from training import tracking
 
     workspace = tmp_path / "ws"
@@ -214,5 +216,9 @@ def test_the_loop_runs_on_a_champion_that_reads_text_and_vectors(tmp_path):
         extractor = store.version(champion.feature_version)["extractor"]
         whole = champion_probabilities(champion, store, reference.hashes, reference.vectors, extractor)
         chunked = champion_probabilities(champion, store, reference.hashes, reference.vectors, extractor, chunk=7)
+        embedder = store.version(champion.feature_version)["embedder"]
+        loader = partial(store.load_vectors, embedder=embedder, extractor=extractor)
+        engine = champion_probabilities(champion, store, reference.hashes, loader, extractor, LocalExecutor(), chunk=7)
     assert whole.shape == (len(reference.hashes), len(champion.classes))
     np.testing.assert_allclose(chunked, whole)
+    np.testing.assert_allclose(engine, whole, rtol=1e-6)  # executor batches, vectors loaded by part
