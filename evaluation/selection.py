@@ -263,10 +263,13 @@ def _run(folds: list[_Fold], workers: int) -> Iterator[tuple[_Fold, list[np.ndar
     # Spawned, not forked: the driver holds threads (Ray, torch, DuckDB) that a fork would copy half-way.
     context = multiprocessing.get_context("spawn")
     threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(threads,)) as pool:
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(threads,))
+    try:
         pending = {pool.submit(_fit_fold, fold): fold for fold in folds}
         for future in as_completed(pending):
             yield pending[future], future.result()
+    finally:  # after a failed fold, the folds not yet started are dropped, not fitted for nothing
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _worker_start(threads: int) -> None:

@@ -134,3 +134,15 @@ def test_folds_fitted_in_worker_processes_choose_what_one_process_chooses():
     assert [done for done, _ in progress] == list(range(1, 11)) and {total for _, total in progress} == {10}
     assert 0.7 < alone["tfidf"][1].macro_f1 < 1 and alone["logreg"][1].folds == 5
     assert alone["logreg"] == select_setting("logreg", x, y, config)  # one classifier alone: the same
+
+
+def test_a_fold_that_fails_in_a_worker_process_fails_the_selection_with_its_error():
+    x, y = _noisy_blobs(5)
+    with pytest.raises(AttributeError, match="object has no attribute .lower."):  # numbers where texts belong
+        select_settings(
+            ["logreg", "tfidf"],
+            lambda name: np.full(len(y), np.nan, dtype=object) if name == "tfidf" else x,
+            y,
+            TrainConfig(),
+            workers=2,
+        )
