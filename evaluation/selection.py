@@ -262,7 +262,7 @@ def _run(folds: list[_Fold], workers: int) -> Iterator[tuple[_Fold, list[np.ndar
         return
     # Spawned, not forked: the driver holds threads (Ray, torch, DuckDB) that a fork would copy half-way.
     context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, len(os.sched_getaffinity(0)) // workers)  # the cores this process may use, shared
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(threads,))
     try:
         pending = {pool.submit(_fit_fold, fold): fold for fold in folds}

@@ -268,7 +268,7 @@ def score_documents(
     model: DocumentClassifier, batch: list[tuple[str, str | None, np.ndarray | None]]
 ) -> list[tuple[str, np.ndarray]]:
     """(key, class probabilities) for each (key, text, embedding) of a batch: one engine task's share of a
-    batch score (processing.predict). The text or the embedding is None where the model does not read it."""
+    batch score (processing.scoring). The text or the embedding is None where the model does not read it."""
     texts = [text or "" for _, text, _ in batch] if model.needs_text else None
     vectors = np.stack([vector for _, _, vector in batch]) if not model.reads_text else None
     probabilities = model.classifier.predict_proba(model.features(texts, vectors))

@@ -39,7 +39,7 @@ from processing.progress import Stopwatch, log
 from processing.scoring import champion_probabilities
 from training import tracking
 
-CHUNK = 10_000  # rows scored and written at a time: memory stays flat however many files there are
+CHUNK = 10_000  # rows written at a time: memory stays flat however many files there are
 
 
 def predict_folder(
