@@ -34,7 +34,7 @@ from processing.config import ConfigError, load_config
 from processing.embed import embedder_id
 from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLockedError
 from processing.pipeline import start_executor
-from processing.prediction_rows import SCORED, prediction_rows, prediction_schema
+from processing.prediction_rows import prediction_rows, prediction_schema
 from processing.progress import Stopwatch, log
 from processing.scoring import champion_probabilities
 from training import tracking
@@ -84,7 +84,7 @@ def predict_folder(
         else:
             embed_stage(executor, store, settings, usable, pool, clock, workspace / "models", work)
         with clock.stage("score"):
-            written = _score(
+            written, without = _score(
                 executor, store, model, [display_path(p) for p in paths], files, (embedder, extractor), out
             )
         store.finish_run(run_id, "finished", None)
@@ -94,6 +94,7 @@ def predict_folder(
     return {
         "files": len(paths),
         "predicted": written,
+        "without_prediction": dict(without),  # by outcome; a duplicate of an unreadable file is one of them
         "model": scored_by,
         "outcomes": dict(outcomes),
         "flags": dict(flags),  # of the usable files: what their predictions rest on
@@ -110,9 +111,11 @@ def _score(
     files: dict[str, tuple[str, str, str, str]],
     keys: tuple[str, str],
     out: Path,
-) -> int:
+) -> tuple[int, Counter[str]]:
     """One row per path (processing.prediction_rows), CHUNK rows at a time, to `out` (.parquet or .csv)
-    via a temporary file. `files`: FeatureStore.run_files."""
+    via a temporary file. `files`: FeatureStore.run_files. Returns how many rows have a label, and the
+    outcomes of those that have none."""
+    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -126,17 +129,18 @@ def _score(
     tmp = out.with_name(out.name + ".tmp")
     csv = out.suffix.lower() == ".csv"
     writer = pacsv.CSVWriter(str(tmp), schema) if csv else pq.ParquetWriter(str(tmp), schema)
-    predicted = 0
+    predicted, without = 0, Counter()
     try:
         for start in range(0, len(paths), CHUNK):
             chunk = paths[start : start + CHUNK]
             table = prediction_rows(chunk, files, probabilities, schema)
             predicted += len(chunk) - table.column("label").null_count
+            without.update(table.filter(pc.is_null(table.column("label"))).column("outcome").to_pylist())
             writer.write_table(table)
     finally:
         writer.close()
     tmp.replace(out)
-    return predicted
+    return predicted, without
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -185,13 +189,14 @@ def main(argv: list[str] | None = None) -> int:
         f"{files} files, {predicted} predicted, {files - predicted} without a prediction -> {args.out} "
         f"({files / wall:.1f} files/s; model {result['model']})"
     )
-    print(_breakdown(result["outcomes"], result["flags"]))
+    print(_breakdown(result["without_prediction"], result["flags"]))
     return 0
 
 
-def _breakdown(outcomes: dict[str, int], flags: dict[str, int]) -> str:
+def _breakdown(without_prediction: dict[str, int], flags: dict[str, int]) -> str:
     """Why files have no prediction, and how many predictions rest on OCR'd pages or a truncated text."""
-    without = ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items(), key=lambda kv: -kv[1]) if k not in SCORED)
+    ranked = sorted(without_prediction.items(), key=lambda kv: (-kv[1], kv[0]))
+    without = ", ".join(f"{k} {v}" for k, v in ranked)
     resting = f"pages read by OCR {flags.get('ocr', 0)}, truncated {flags.get('truncated', 0)}"
     return f"  without a prediction: {without or 'none'}; predictions resting on {resting} (column flags)"
 

@@ -338,19 +338,24 @@ def test_batch_scoring_reproduces_the_runs_heldout_predictions_and_reuses_the_ca
     folder = tmp_path / "inbox"
     shutil.copytree(next(workspace.glob("corpus/*/heldout")), folder)
     (folder / "notes.txt.pdf").write_bytes(b"not a pdf")
+    # Copies: one of a readable file (scored as its twin is) and one of the unreadable file (no prediction).
+    shutil.copyfile(next(folder.glob("*.pdf")), folder / "zz-copy.pdf")
+    shutil.copyfile(folder / "notes.txt.pdf", folder / "zz-notes-copy.pdf")
     (report,) = workspace.glob(f"reports/{summary['run_id']}/heldout_predictions.csv")
     expected = {row["content_hash"]: row["predicted"] for row in csv.DictReader(report.open())}
     out = tmp_path / "p.parquet"
     assert predict_main(["--input", str(folder), "--workspace", str(workspace), "--out", str(out), *LOCAL]) == 0
     rows = pq.read_table(out).to_pylist()
     printed = capsys.readouterr().out
-    assert len(rows) == 41 and "41 files, 40 predicted" in printed
-    assert "  without a prediction: not_pdf 1; predictions resting on pages read by OCR 0, truncated 0" in printed
+    assert len(rows) == 43 and "43 files, 41 predicted, 2 without a prediction" in printed
+    breakdown = "  without a prediction: duplicate 1, not_pdf 1; predictions resting on pages read by OCR 0, truncated"
+    assert breakdown in printed
     assert re.search(r"model models:/docscale-classifier/\d+ \(\w+\)\)$", printed.strip().splitlines()[0])
     for row in rows:
         data = (folder / row["path"].rsplit("/", 1)[-1]).read_bytes()
-        if row["outcome"] == "not_pdf":
-            assert row["label"] is None and "%PDF-" in row["message"]
+        if data == b"not a pdf":
+            assert row["label"] is None
+            assert "%PDF-" in row["message"] if row["outcome"] == "not_pdf" else row["outcome"] == "duplicate"
         else:
             assert row["label"] == expected[hashlib.sha256(data).hexdigest()]
     again = predict_folder(
