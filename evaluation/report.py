@@ -46,6 +46,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("workspace"):  # where a person looks next
         workspace = Path(summary["workspace"])
         lines.append(f"reports {workspace / 'reports' / summary['run_id']}/ (confusion_*.png, heldout_predictions.csv)")
+    if unlabelled := summary.get("unlabelled"):
+        lines.append(unlabelled_line(unlabelled, summary["predictions"]))
         uri = summary.get("tracking_uri", "")
         lines.append(f"browse  mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"browse  {uri}")
     lines += ["", f"{'stage':<12} {'seconds':>8}"]
@@ -53,6 +55,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{stage:<12} {seconds:>8.1f}")
     lines.append(f"{'total':<12} {sum(summary['stage_seconds'].values()):>8.1f}")
     return "\n".join(lines)
+
+
+def unlabelled_line(unlabelled: dict[str, Any], path: str) -> str:
+    """Where the files without a label went: how many got a prediction, and why the others did not."""
+    without = ", ".join(f"{k} {v}" for k, v in sorted(unlabelled["without_prediction"].items()))
+    return (
+        f"predictions: {unlabelled['files']} files without a label, {unlabelled['predicted']} predicted -> {path}"
+        + (f" (without a prediction: {without})" if without else "")
+    )
 
 
 def registry_line(decision: dict[str, Any]) -> str:

@@ -29,7 +29,7 @@ from processing.features import FeatureStore, Member
 from processing.metrics_export import Series, drift_series, export
 from processing.monitoring import monitor_versions
 from processing.pipeline import run_pipeline, start_executor
-from processing.prediction_rows import prediction_rows, prediction_schema
+from processing.prediction_rows import write_prediction_file
 from processing.progress import Stopwatch, log
 from processing.scoring import champion_probabilities
 from training import tracking
@@ -350,17 +350,11 @@ def _write_predictions(
     champion: DocumentClassifier,
 ) -> Path:
     """One row per file of the batch (processing.prediction_rows); `files`: FeatureStore.run_files."""
-    import pyarrow.parquet as pq
-
     paths = [display_path(p) for p in batch.paths]
     unread = {
         display_path(p): (h, "unreadable", "not recorded by the extraction stage", "") for p, h in batch.hashes.items()
     }
-    table = prediction_rows(paths, unread | files, probabilities, prediction_schema(champion.classes, with_hash=True))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".parquet.tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(path)  # a kill leaves the old file or the new one, never half of one
+    write_prediction_file(path, paths, unread | files, probabilities, champion.classes, with_hash=True)
     return path
 
 

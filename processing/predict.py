@@ -23,7 +23,6 @@ import time
 import uuid
 from collections import Counter
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +33,10 @@ from processing.config import ConfigError, load_config
 from processing.embed import embedder_id
 from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLockedError
 from processing.pipeline import start_executor
-from processing.prediction_rows import prediction_rows, prediction_schema
+from processing.prediction_rows import write_prediction_file
 from processing.progress import Stopwatch, log
-from processing.scoring import champion_probabilities
+from processing.scoring import file_probabilities
 from training import tracking
-
-CHUNK = 10_000  # rows written at a time: memory stays flat however many files there are
 
 
 def predict_folder(
@@ -77,16 +74,16 @@ def predict_folder(
             executor, store, run_id, settings, {p: (None, "predict") for p in paths}, clock, workspace / "models", work
         )
         files = store.run_files(run_id, extractor)  # keyed by each path as stored (valid UTF-8)
-        usable = sorted({files[display_path(p)][0] for p in paths if files[display_path(p)][1] in USABLE})
+        shown = [display_path(p) for p in paths]
+        usable = sorted({files[p][0] for p in shown if files[p][1] in USABLE})
         if model.reads_text:
             if pool:
                 pool.close()
         else:
             embed_stage(executor, store, settings, usable, pool, clock, workspace / "models", work)
         with clock.stage("score"):
-            written, without = _score(
-                executor, store, model, [display_path(p) for p in paths], files, (embedder, extractor), out
-            )
+            scored = file_probabilities(model, store, shown, files, embedder, extractor, executor)
+            written, without = write_prediction_file(out, shown, files, scored, model.classes)
         store.finish_run(run_id, "finished", None)
     scored_by = f"models:/{version.name}/{version.version} ({model.name})"
     outcomes = Counter(outcome for _, outcome, _, _ in files.values())
@@ -101,46 +98,6 @@ def predict_folder(
         "seconds": clock.seconds,
         "work": work,
     }
-
-
-def _score(
-    executor: Any,
-    store: FeatureStore,
-    model: Any,
-    paths: list[str],
-    files: dict[str, tuple[str, str, str, str]],
-    keys: tuple[str, str],
-    out: Path,
-) -> tuple[int, Counter[str]]:
-    """One row per path (processing.prediction_rows), CHUNK rows at a time, to `out` (.parquet or .csv)
-    via a temporary file. `files`: FeatureStore.run_files. Returns how many rows have a label, and the
-    outcomes of those that have none."""
-    import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    embedder, extractor = keys
-    usable = sorted({files[p][0] for p in paths if files[p][1] in USABLE})
-    vectors = partial(store.load_vectors, embedder=embedder, extractor=extractor)
-    scored = champion_probabilities(model, store, usable, vectors, extractor, executor)
-    probabilities = dict(zip(usable, scored, strict=True))
-    schema = prediction_schema(model.classes)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    csv = out.suffix.lower() == ".csv"
-    writer = pacsv.CSVWriter(str(tmp), schema) if csv else pq.ParquetWriter(str(tmp), schema)
-    predicted, without = 0, Counter()
-    try:
-        for start in range(0, len(paths), CHUNK):
-            chunk = paths[start : start + CHUNK]
-            table = prediction_rows(chunk, files, probabilities, schema)
-            predicted += len(chunk) - table.column("label").null_count
-            without.update(table.filter(pc.is_null(table.column("label"))).column("outcome").to_pylist())
-            writer.write_table(table)
-    finally:
-        writer.close()
-    tmp.replace(out)
-    return predicted, without
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,9 @@ quality flags, and for a usable file or a byte-for-byte copy of one the label an
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,7 @@ import pyarrow as pa
 from ingestion.extract import USABLE
 
 SCORED = (*USABLE, "duplicate")  # a duplicate has the same bytes as a scored file: the same prediction
+CHUNK = 10_000  # rows written at a time: memory stays flat however many files there are
 
 
 def prediction_schema(classes: Sequence[str], with_hash: bool = False) -> pa.Schema:
@@ -47,3 +50,36 @@ def prediction_rows(
         for name in schema.names:
             columns[name].append(values[name])
     return pa.table(columns, schema=schema)
+
+
+def write_prediction_file(
+    out: Path,
+    paths: Sequence[str],
+    files: dict[str, tuple[str, str, str, str]],
+    probabilities: dict[str, np.ndarray],
+    classes: Sequence[str],
+    with_hash: bool = False,
+) -> tuple[int, Counter[str]]:
+    """One row per path to `out` (.parquet, or .csv), CHUNK rows at a time, under a temporary name renamed
+    when complete: a kill leaves the old file or the new one, never half of one. Returns how many rows
+    have a label, and the outcomes of those that have none. `files` and `probabilities`: as prediction_rows."""
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    schema = prediction_schema(classes, with_hash)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    csv = out.suffix.lower() == ".csv"
+    writer = pacsv.CSVWriter(str(tmp), schema) if csv else pq.ParquetWriter(str(tmp), schema)
+    predicted, without = 0, Counter[str]()
+    try:
+        for start in range(0, len(paths), CHUNK):
+            table = prediction_rows(paths[start : start + CHUNK], files, probabilities, schema)
+            predicted += table.num_rows - table.column("label").null_count
+            without.update(table.filter(pc.is_null(table.column("label"))).column("outcome").to_pylist())
+            writer.write_table(table)
+    finally:
+        writer.close()
+    tmp.replace(out)
+    return predicted, without

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -24,7 +24,9 @@ from evaluation.selection import CvScore, groups_of, select_settings
 from processing.classify import DocumentClassifier
 from processing.config import Config
 from processing.features import FeatureStore
+from processing.prediction_rows import write_prediction_file
 from processing.progress import Progress, Stopwatch, log
+from processing.scoring import file_probabilities
 from training import tracking
 from training.classifiers import FUSED_INPUT, TEXT_INPUT, TrainConfig, fused_rows
 from training.fit import Trained, fit
@@ -112,6 +114,7 @@ class RunSummary:
     workspace: str
     tracking_uri: str
     predictions: str | None
+    unlabelled: dict[str, Any] | None = None  # files without a label: how many, predicted, why not
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,13 +212,21 @@ def train_and_report(
         tracking.log_json(decision, "registry_decision.json")
         tracking.set_tags({"best_classifier": best, "registry_decision": decision["decision"]})
 
-        predictions = None
-        unlabelled = store.unlabelled(state.run_id) if state.embedder else []
-        if unlabelled:  # documents without a label get the best model's prediction
+        predictions, unlabelled_counts = None, None
+        unlabelled = store.unlabelled_paths(state.run_id) if state.embedder else []
+        if unlabelled:  # files without a label: one row each, the best model's prediction or why there is none
             with clock.stage("predict"):
                 predictions = reports / "predictions.csv"
-                batches = _unlabelled_inputs(best, unlabelled, store, state)
-                write_predictions(predictions, models[best][0], batches)
+                files = store.run_files(state.run_id, state.extractor)
+                scored = file_probabilities(document_model, store, unlabelled, files, state.embedder, state.extractor)
+                predicted, without = write_prediction_file(
+                    predictions, unlabelled, files, scored, document_model.classes
+                )
+                unlabelled_counts = {
+                    "files": len(unlabelled),
+                    "predicted": predicted,
+                    "without_prediction": dict(without),
+                }
                 tracking.log_artifact(predictions)
         outcomes = store.outcome_counts(state.run_id)
         summary = RunSummary(
@@ -224,7 +235,8 @@ def train_and_report(
             source=state.source,
             documents=sum(outcomes.values()),
             outcomes=outcomes,
-            failed={k: v for k, v in outcomes.items() if k not in ("ok", "fallback_ok")},
+            # A duplicate is not a failure: its content is read once, under its twin's path.
+            failed={k: v for k, v in outcomes.items() if k not in ("ok", "fallback_ok", "duplicate")},
             train_documents=len(inputs.y_train),
             heldout_documents=len(inputs.y_heldout),
             feature_version=version_id,
@@ -241,6 +253,7 @@ def train_and_report(
             workspace=str(state.workspace),
             tracking_uri=tracking.shown_uri(config.mlflow.uri(state.workspace)),
             predictions=str(predictions) if predictions else None,
+            unlabelled=unlabelled_counts,
         )
         _log_run_figures(summary)
         tracking.log_json(summary.to_dict(), "summary.json")
@@ -260,17 +273,6 @@ def _inputs(store: FeatureStore, version_id: str, needs_texts: bool) -> Inputs:
     if needs_texts:
         inputs.texts()
     return inputs
-
-
-def _unlabelled_inputs(
-    name: str, unlabelled: list[tuple[str, str]], store: FeatureStore, state: RunContext, chunk: int = 2048
-) -> Iterator[tuple[list[str], Any]]:
-    """(paths, what classifier `name` reads for them), a chunk at a time: texts stay bounded in memory."""
-    for start in range(0, len(unlabelled), chunk):
-        part = unlabelled[start : start + chunk]
-        hashes = [h for _, h in part]
-        vectors = store.load_vectors(hashes, state.embedder, state.extractor)
-        yield [p for p, _ in part], model_input(name, vectors, store, hashes, state.extractor)
 
 
 def model_input(name: str, vectors: np.ndarray, store: FeatureStore, hashes: list[str], extractor: str) -> Any:

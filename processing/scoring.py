@@ -1,5 +1,6 @@
 """A registered model's class probabilities for documents already in the store: batch prediction
-(processing.predict), each arriving batch (processing.loop) and monitoring (processing.monitoring).
+(processing.predict), each arriving batch (processing.loop), monitoring (processing.monitoring) and the
+files without a label of a run (processing.run_training).
 
 A model that reads only embeddings scores here, in milliseconds. One that reads text spends its time
 turning texts into TF-IDF rows (svm: 180 documents/s on one core), so its texts are read from the store
@@ -15,8 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from ingestion.extract import USABLE
 from processing.classify import DocumentClassifier, score_documents
 from processing.features import FeatureStore
+from processing.prediction_rows import SCORED
 
 CHUNK = 2048  # documents whose texts are read from the store at a time
 SCORE_BATCH = 1024  # the largest batch one engine task scores (batches shrink towards the end)
@@ -52,6 +55,24 @@ def champion_probabilities(
         )
     scored = {doc: row for batch in batches for doc, row in batch}
     return np.stack([scored[doc] for doc in hashes])
+
+
+def file_probabilities(
+    champion: DocumentClassifier,
+    store: FeatureStore,
+    paths: list[str],
+    files: dict[str, tuple[str, str, str, str]],
+    embedder: str,
+    extractor: str,
+    executor: Any = None,
+) -> dict[str, np.ndarray]:
+    """content hash -> the champion's probabilities, for each of `paths` it can score: a usable file, or a
+    copy of a usable file of the same run. `files`: FeatureStore.run_files of that run."""
+    readable = {digest for digest, outcome, _, _ in files.values() if outcome in USABLE}
+    hashes = sorted({files[p][0] for p in paths if files[p][1] in SCORED} & readable)
+    vectors = partial(store.load_vectors, embedder=embedder, extractor=extractor)
+    scored = champion_probabilities(champion, store, hashes, vectors, extractor, executor)
+    return dict(zip(hashes, scored, strict=True))
 
 
 def _documents(

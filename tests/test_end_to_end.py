@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
+from pathlib import Path
 
 import duckdb
 import mlflow
@@ -59,7 +60,7 @@ def test_every_input_file_has_exactly_one_outcome(first_run):
     assert 'docscale_registry_decision{decision="promoted",tier="50"} 1.0' in prom
     assert summary["documents"] == len(ENTRIES) == 90
     assert summary["outcomes"] == dict(EXPECTED)
-    assert summary["failed"] == {k: v for k, v in EXPECTED.items() if k != "ok"}
+    assert summary["failed"] == {k: v for k, v in EXPECTED.items() if k not in ("ok", "duplicate")}
     assert summary["failed"], "the 20% bad-file rate should produce failures"
     assert summary["heldout_documents"] == 40
     assert summary["train_documents"] == EXPECTED["ok"] - 40
@@ -246,10 +247,21 @@ def test_the_same_run_on_ray_lands_on_the_same_feature_version(first_run, tmp_pa
     assert sum(on_ray["cluster"]["tasks_per_node"].values()) > 0 and on_ray["cluster"]["address"] == "local"
 
 
-def test_users_own_folder_end_to_end(tmp_path):
+def _unlabelled_rows(workspace: Path, summary: dict) -> dict[str, dict[str, str]]:
+    import csv
+
+    assert summary["predictions"] == str(workspace / "reports" / summary["run_id"] / "predictions.csv")
+    with open(summary["predictions"], newline="") as handle:
+        return {Path(row["path"]).name: row for row in csv.DictReader(handle)}
+
+
+def test_users_own_folder_end_to_end(tmp_path, capsys):
     from tests.ingestion.test_sources import make_folder
 
     root = make_folder(tmp_path / "in", per_label=6)
+    # Unlabelled too: a copy of a training document (its twin's prediction) and a file that is no PDF.
+    (root / "loose-copy.pdf").write_bytes((root / "invoice" / "doc1.pdf").read_bytes())
+    (root / "stray.pdf").write_text("not a pdf either")
     summary_path = tmp_path / "summary.json"
     args = [
         "--input",
@@ -270,21 +282,29 @@ def test_users_own_folder_end_to_end(tmp_path):
     summary = json.loads(summary_path.read_text())
     # The groups reached selection from the files' names (doc0..doc5, and copy.pdf on its own).
     assert 3 <= summary["classifiers"]["logreg"]["cv_groups"] <= 7
-    # 18 labelled PDFs + 1 loose PDF + 1 text file + 1 duplicate: each file one outcome.
-    assert summary["documents"] == 21
-    assert summary["outcomes"] == {"ok": 19, "not_pdf": 1, "duplicate": 1}
+    # 18 labelled PDFs + 2 loose PDFs + 2 text files + 2 duplicates: each file one outcome.
+    assert summary["documents"] == 23
+    assert summary["outcomes"] == {"ok": 19, "not_pdf": 2, "duplicate": 2}
+    assert summary["failed"] == {"not_pdf": 2}  # a copy is read once, under its twin's path: no failure
     assert summary["train_documents"] + summary["heldout_documents"] == 18
     assert summary["source"] == f"input:{root}"
-    predictions = (tmp_path / "ws" / "reports" / summary["run_id"] / "predictions.csv").read_text().splitlines()
-    assert predictions[0].startswith("path,predicted,probability,p_invoice")
-    assert len(predictions) == 2 and predictions[1].startswith(str(root / "loose.pdf"))
-    # A champion that reads text (here fusion: text and vectors) predicts the unlabelled file too.
+    # One row per unlabelled file, as processing.predict writes them: a label, or the outcome saying why not.
+    rows = _unlabelled_rows(tmp_path / "ws", summary)
+    assert set(rows) == {"loose.pdf", "loose-copy.pdf", "stray.pdf"}
+    assert rows["loose.pdf"]["outcome"] == "ok" and rows["loose.pdf"]["label"] in ("invoice", "nda", "lab_report")
+    assert rows["loose-copy.pdf"]["outcome"] == "duplicate" and rows["loose-copy.pdf"]["label"]
+    assert rows["stray.pdf"]["outcome"] == "not_pdf" and not rows["stray.pdf"]["label"]
+    loose = rows["loose.pdf"]
+    assert float(loose["probability"]) == max(float(v) for k, v in loose.items() if k.startswith("p_"))
+    assert "predictions: 3 files without a label, 2 predicted" in capsys.readouterr().out
+    # A champion that reads text (here fusion: text and vectors) predicts the unlabelled files too.
     fused = [a if a != "train.classifiers=logreg" else "train.classifiers=fusion" for a in args]
     assert main(fused) == 0
     summary = json.loads(summary_path.read_text())
     assert summary["best_classifier"] == "fusion"
-    predictions = (tmp_path / "ws" / "reports" / summary["run_id"] / "predictions.csv").read_text().splitlines()
-    assert len(predictions) == 2 and predictions[1].startswith(str(root / "loose.pdf"))
+    fused_rows = _unlabelled_rows(tmp_path / "ws", summary)
+    assert {name: row["label"] for name, row in fused_rows.items()}.keys() == rows.keys()
+    assert fused_rows["loose-copy.pdf"]["label"] and not fused_rows["stray.pdf"]["label"]
 
     assert main([*args[:2], "--labels", str(tmp_path / "absent.csv"), *args[2:]]) == 2
 

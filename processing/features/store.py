@@ -262,13 +262,20 @@ class FeatureStore(VersionsMixin, CyclesMixin):
         return self.outcome_counts(run_id).get("duplicate", 0) - before
 
     def unlabelled(self, run_id: str) -> list[tuple[str, str]]:
-        """(path, content hash) of the run's extracted documents that have no label: to predict."""
+        """(path, content hash) of the run's extracted documents that have no label: to embed and predict."""
         return self.con.execute(
             "SELECT path, content_hash FROM run_inputs WHERE run_id = ? AND outcome IN ('ok', 'fallback_ok') "
             "AND split = 'predict' "
             "ORDER BY path",
             [run_id],
         ).fetchall()
+
+    def unlabelled_paths(self, run_id: str) -> list[str]:
+        """The paths of every file of the run that has no label, whatever its outcome: each gets a row."""
+        rows = self.con.execute(
+            "SELECT path FROM run_inputs WHERE run_id = ? AND split = 'predict' ORDER BY path", [run_id]
+        ).fetchall()
+        return [path for (path,) in rows]
 
     def run_files(self, run_id: str, extractor: str) -> dict[str, tuple[str, str, str, str]]:
         """path -> (content hash, outcome, message, quality flags) of the run's files: what a prediction
