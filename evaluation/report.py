@@ -46,8 +46,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     if summary.get("workspace"):  # where a person looks next
         workspace = Path(summary["workspace"])
         lines.append(f"reports {workspace / 'reports' / summary['run_id']}/ (confusion_*.png, heldout_predictions.csv)")
-    if unlabelled := summary.get("unlabelled"):
-        lines.append(unlabelled_line(unlabelled, summary["predictions"]))
+        if unlabelled := summary.get("unlabelled"):
+            lines.append(unlabelled_line(unlabelled, summary["predictions"]))
         uri = summary.get("tracking_uri", "")
         lines.append(f"browse  mlflow ui --backend-store-uri {uri}" if uri.startswith("sqlite") else f"browse  {uri}")
     lines += ["", f"{'stage':<12} {'seconds':>8}"]

@@ -67,6 +67,13 @@ def test_summary_prints_the_registry_line_after_the_classifiers() -> None:
     assert lines[svm_row + 1].startswith("registry docscale-classifier: svm registered as version 1")
     assert lines[svm_row + 2].startswith("reports /w/reports/r/ (confusion_*.png")
     assert lines[svm_row + 3] == "browse  mlflow ui --backend-store-uri sqlite:////w/mlflow.db"
+    unlabelled = {"files": 3, "predicted": 1, "without_prediction": {"not_pdf": 1, "corrupt": 1}}
+    told_where = format_summary({**summary, "unlabelled": unlabelled, "predictions": "/w/reports/r/predictions.csv"})
+    assert told_where.splitlines()[svm_row + 3 : svm_row + 5] == [
+        "predictions: 3 files without a label, 1 predicted -> /w/reports/r/predictions.csv"
+        " (without a prediction: corrupt 1, not_pdf 1)",
+        lines[svm_row + 3],
+    ]
     remote = format_summary({**summary, "tracking_uri": "http://127.0.0.1:5000"})
     assert "browse  http://127.0.0.1:5000" in remote.splitlines()
     assert not any(line.startswith("held-out:") for line in lines)
