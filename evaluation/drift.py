@@ -56,10 +56,10 @@ class MonitorConfig:
     # Triggers of the loop (processing.cycle): retrain on drift with at least retrain_min_labels new labels,
     # on retrain_label_count new labels alone, or on a labelled macro-F1 retrain_f1_drop below the champion's.
     retrain_min_labels: int = 20
-    retrain_label_count: int = 500
-    retrain_f1_drop: float = 0.05
+    retrain_label_count: int = 500  # new labels that trigger retraining without drift
+    retrain_f1_drop: float = 0.05  # macro-F1 on a batch's labels this far below the champion's recorded one
     retrain_drift_streak: int = 3  # drift this many batches in a row counts as drift
-    seed: int = 0
+    seed: int = 0  # the drift tests' samples and permutations
 
     def validate(self) -> None:
         for key in (

@@ -26,7 +26,7 @@ class CorpusConfig:
     """corpus.* in the config. Each default lives here; configs/tiers/<tier>.yaml sets train_size."""
 
     seed: int = 1234  # with the tier, fully determines the generated corpus
-    train_size: int = 50
+    train_size: int = 50  # generated training documents; configs/tiers/<tier>.yaml sets it
     heldout_size: int = 500  # the fixed evaluation set, identical for every tier
     bad_file_rate: float = 0.01  # share of deliberately broken training files
     label_noise: float = 0.02  # share of training labels flipped to a wrong class, as real annotation has

@@ -52,11 +52,11 @@ class ExtractConfig:
     fallback: str = "pypdf"  # tried when the backend fails on a document; "" = no fallback
     timeout_s: float = 30.0  # per document; the engine's watchdog adds a hard stop for hangs in C code
     files_per_task: int = 128  # the first, largest tasks; they shrink to min_files_per_task as input runs out
-    min_files_per_task: int = 8
+    min_files_per_task: int = 8  # the last, smallest tasks: every worker finishes at about the same time
     max_pages: int = 500  # pages read; a longer document is kept, flagged truncated (its first pages carry its type)
     # A page tree declaring more pages than this is a page-tree bomb, refused as too_large unread.
     max_declared_pages: int = 100_000
-    max_bytes: int = 50 * 1024 * 1024
+    max_bytes: int = 50 * 1024 * 1024  # a larger file is refused unread, as too_large
     # What a document's (non-image) streams may inflate to: PDFium needed ~20 bytes of memory per byte of
     # an inflated content-stream bomb, so 128 MiB bounds a worker at a few GiB (README, reliability).
     max_inflated_bytes: int = 128 * 1024 * 1024
@@ -73,7 +73,7 @@ class ExtractConfig:
     ocr: str = "auto"
     ocr_max_pages: int = 20  # textless pages read by OCR per document (each ~1 s on one core)
     ocr_max_pixels: int = 6_000_000  # a rendered page is scaled down to this (A4 at 200 dpi: 3.9 M)
-    ocr_page_timeout_s: float = 20.0
+    ocr_page_timeout_s: float = 20.0  # Tesseract is stopped after this on one page; that page stays unread
 
     def validate(self) -> None:
         """Raise ValueError naming the key, before any work starts."""

@@ -8,7 +8,11 @@ ConfigError with a one-line message that names the key and says how to fix it.
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import io
 import math
+import re
+import tokenize
 import types
 import typing
 from dataclasses import dataclass, field
@@ -172,8 +176,47 @@ def _validate(config: Config) -> None:
             raise ConfigError(str(exc)) from None
 
 
+def field_notes(cls: type) -> dict[str, tuple[list[str], str]]:
+    """key -> (the comment lines just above its default in the dataclass' source, the comment beside it):
+    the one place each key is explained, so the printed config cannot drift from the code."""
+    source = inspect.getsource(cls)
+    comments: dict[int, tuple[str, bool]] = {}  # line -> (text, alone on its line)
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            alone = not token.line[: token.start[1]].strip()
+            comments[token.start[0]] = (token.string.lstrip("#").strip(), alone)
+    notes: dict[str, tuple[list[str], str]] = {}
+    for number, line in enumerate(source.splitlines(), start=1):
+        if not (match := re.match(r"    (\w+): [^=]+=", line)):  # a field of the class body
+            continue
+        above, previous = [], number - 1
+        while previous in comments and comments[previous][1]:
+            above.insert(0, comments[previous][0])
+            previous -= 1
+        text, alone = comments.get(number, ("", True))
+        notes[match.group(1)] = (above, "" if alone else text)
+    return notes
+
+
+def annotated_yaml(config: Config) -> str:
+    """The config as YAML with what each key means, from the comments beside its default; --config reads
+    it back."""
+    lines: list[str] = []
+    for section in dataclasses.fields(config):
+        value = getattr(config, section.name)
+        notes = field_notes(type(value))
+        lines.append(f"{section.name}:")
+        for key, item in dataclasses.asdict(value).items():
+            above, beside = notes.get(key, ([], ""))
+            lines += [f"  # {note}" for note in above]
+            shown = yaml.safe_dump([item], default_flow_style=True, width=10_000).strip()[1:-1]  # one line
+            lines.append(f"  {key}: {shown}" + (f"  # {beside}" if beside else ""))
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Print the resolved config of a tier as YAML: every key, its value, after all overrides."""
+    """Print the resolved config of a tier as YAML: every key, its value after all overrides, and what it
+    means."""
     import argparse
     import sys
 
@@ -187,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(yaml.safe_dump(config.to_dict(), sort_keys=False), end="")
+    print(annotated_yaml(config), end="")
     return 0
 
 

@@ -37,22 +37,24 @@ class TrainConfig:
     """train.* in the config: which classifiers, their hyper-parameters, and the registry gate."""
 
     classifiers: list[str] = field(default_factory=lambda: list(CLASSIFIERS))  # tfidf: the no-embeddings baseline
-    seed: int = 0
-    logreg_c: float = 4.0
-    mlp_hidden: int = 256
-    mlp_epochs: int = 60
-    mlp_lr: float = 0.002
-    sgd_alpha: float = 1e-4
-    tfidf_max_features: int = 50000
-    tfidf_c: float = 10.0
-    svm_c: float = 1.0
-    fusion_c: float = 10.0
+    seed: int = 0  # the random state of every classifier and of the cross-validation folds
+    # Each classifier's hyper-parameter: model selection tries this value and those GRID lists for it (above)
+    # and keeps the best.
+    logreg_c: float = 4.0  # logreg: inverse strength of the L2 penalty
+    mlp_hidden: int = 256  # torch MLP: hidden units
+    mlp_epochs: int = 60  # torch MLP: passes over the training documents
+    mlp_lr: float = 0.002  # torch MLP: AdamW's learning rate
+    sgd_alpha: float = 1e-4  # sgd: strength of the L2 penalty
+    tfidf_max_features: int = 50000  # words (and svm's character n-grams) kept: the most frequent
+    tfidf_c: float = 10.0  # tfidf: inverse strength of the logistic regression's L2 penalty
+    svm_c: float = 1.0  # svm: the linear SVM's C
+    fusion_c: float = 10.0  # fusion: inverse strength of the logistic regression's L2 penalty
     # How much the (unit-length) embedding counts beside the (unit-length) TF-IDF vector in `fusion`.
     fusion_weight: float = 0.5
     # Model selection: stratified k-fold cross-validation on the training documents (at most this many,
     # a stratified sample) chooses each classifier's setting and the best classifier.
     cv_folds: int = 5
-    cv_max_documents: int = 3000
+    cv_max_documents: int = 3000  # the final fit uses every training document
     # Processes fitting folds side by side (each fold of each classifier is a task); 0 = one per CPU core.
     # Only selection runs in parallel: its sample is capped, while the final fits grow with the tier and
     # would multiply the peak memory.
@@ -61,7 +63,7 @@ class TrainConfig:
     # straddle folds. A regular expression over each training file's name: files whose first match (its
     # first group, if it has one) is the same stay in one fold. "" = plain stratified folds.
     cv_groups: str = ""
-    registry_model: str = "docscale-classifier"
+    registry_model: str = "docscale-classifier"  # its @champion alias is what predict, serve and the loop use
     promotion_margin: float = 0.005  # a challenger must beat the champion's held-out macro-F1 by this much
     # In the loop (processing.cycle) a challenger must also not lose more than this on the fixed held-out set.
     heldout_tolerance: float = 0.01

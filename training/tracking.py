@@ -45,7 +45,7 @@ class TrackingConfig:
     """mlflow.* in the config."""
 
     tracking_uri: str = ""  # "" = sqlite:///<workspace>/mlflow.db; or a tracking server, http://...
-    experiment: str = "docscale"
+    experiment: str = "docscale"  # the MLflow experiment every run logs to
 
     def validate(self) -> None:
         if not self.experiment.strip():

@@ -115,3 +115,26 @@ def test_an_unreachable_tracking_server_is_one_line_before_any_work(tmp_path):
     assert result.returncode == 2 and result.stderr.strip().count("\n") == 0
     assert "does not answer" in result.stderr and "http://127.0.0.1:9" in result.stderr
     assert not (tmp_path / "features.duckdb").exists() and not (tmp_path / "corpus").exists()
+
+
+def test_the_printed_config_explains_every_key_and_reads_back(tmp_path, capsys):
+    """`python -m processing.config` prints each key with the comment beside its default; --config reads
+    the printed file back to the same config."""
+    import dataclasses
+
+    from processing.config import Config, field_notes, main
+
+    assert main(["--tier", "1k", "--set", "train.cv_groups=^(.*)__"]) == 0
+    printed = capsys.readouterr().out
+    assert "  train_size: 1000  # generated training documents" in printed
+    assert "  cv_groups: ^(.*)__\n" in printed  # a block comment sits above its key
+    assert "  # Documents that are related" in printed
+    config = Config()
+    for section in dataclasses.fields(config):
+        notes = field_notes(type(getattr(config, section.name)))
+        for key in dataclasses.fields(getattr(config, section.name)):
+            above, beside = notes[key.name]
+            assert above or beside, f"{section.name}.{key.name} has no comment beside its default"
+    saved = tmp_path / "resolved.yaml"
+    saved.write_text(printed)
+    assert load_config("50", saved) == load_config("1k", overrides=["train.cv_groups=^(.*)__"])
