@@ -33,7 +33,7 @@ from processing.config import ConfigError, load_config
 from processing.embed import embedder_id
 from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLockedError
 from processing.pipeline import start_executor
-from processing.prediction_rows import write_prediction_file
+from processing.prediction_rows import UNCERTAIN, write_prediction_file
 from processing.progress import Stopwatch, log
 from processing.scoring import file_probabilities
 from training import tracking
@@ -83,15 +83,17 @@ def predict_folder(
             embed_stage(executor, store, settings, usable, pool, clock, workspace / "models", work)
         with clock.stage("score"):
             scored = file_probabilities(model, store, shown, files, embedder, extractor, executor)
-            written, without = write_prediction_file(out, shown, files, scored, model.classes)
+            written = write_prediction_file(out, shown, files, scored, model.classes)
         store.finish_run(run_id, "finished", None)
     scored_by = f"models:/{version.name}/{version.version} ({model.name})"
     outcomes = Counter(outcome for _, outcome, _, _ in files.values())
     flags = Counter(f for _, outcome, _, fs in files.values() if outcome in USABLE for f in fs.split(",") if f)
     return {
         "files": len(paths),
-        "predicted": written,
-        "without_prediction": dict(without),  # by outcome; a duplicate of an unreadable file is one of them
+        "predicted": written.predicted,
+        "labels": dict(written.labels.most_common()),
+        "uncertain": written.uncertain,  # labels given at a probability under 0.5
+        "without_prediction": dict(written.without),  # by outcome; a copy of an unreadable file is one of them
         "model": scored_by,
         "outcomes": dict(outcomes),
         "flags": dict(flags),  # of the usable files: what their predictions rest on
@@ -147,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({files / wall:.1f} files/s; model {result['model']})"
     )
     print(_breakdown(result["without_prediction"], result["flags"]))
+    if result["labels"]:
+        print(_labels_line(result["labels"], result["uncertain"]))
     return 0
 
 
@@ -156,6 +160,16 @@ def _breakdown(without_prediction: dict[str, int], flags: dict[str, int]) -> str
     without = ", ".join(f"{k} {v}" for k, v in ranked)
     resting = f"pages read by OCR {flags.get('ocr', 0)}, truncated {flags.get('truncated', 0)}"
     return f"  without a prediction: {without or 'none'}; predictions resting on {resting} (column flags)"
+
+
+def _labels_line(labels: dict[str, int], uncertain: int, shown: int = 8) -> str:
+    """How the predictions spread over the classes (the commonest first), and how many are uncertain."""
+    ranked = sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))
+    spread = ", ".join(f"{label} {n}" for label, n in ranked[:shown])
+    rest = sum(n for _, n in ranked[shown:])
+    more = len(ranked) - shown
+    spread += f", and {rest} in {more} more class{'es' if more > 1 else ''}" if rest else ""
+    return f"  labels: {spread}; under {UNCERTAIN} probability (worth a look): {uncertain}"
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,22 @@ def prediction_rows(
     return pa.table(columns, schema=schema)
 
 
+@dataclass
+class Written:
+    """What a prediction file holds: labels given, and why the other rows have none."""
+
+    labels: Counter[str] = field(default_factory=Counter)  # label -> rows
+    without: Counter[str] = field(default_factory=Counter)  # outcome -> rows without a label
+    uncertain: int = 0  # rows whose label has a probability under UNCERTAIN
+
+    @property
+    def predicted(self) -> int:
+        return sum(self.labels.values())
+
+
+UNCERTAIN = 0.5  # a label its model gives less than even odds: worth a person's look
+
+
 def write_prediction_file(
     out: Path,
     paths: Sequence[str],
@@ -59,11 +76,10 @@ def write_prediction_file(
     probabilities: dict[str, np.ndarray],
     classes: Sequence[str],
     with_hash: bool = False,
-) -> tuple[int, Counter[str]]:
+) -> Written:
     """One row per path to `out` (.parquet, or .csv), CHUNK rows at a time, under a temporary name renamed
-    when complete: a kill leaves the old file or the new one, never half of one. Returns how many rows
-    have a label, and the outcomes of those that have none. `files` and `probabilities`: as prediction_rows."""
-    import pyarrow.compute as pc
+    when complete: a kill leaves the old file or the new one, never half of one. `files` and
+    `probabilities`: as prediction_rows."""
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
@@ -72,14 +88,19 @@ def write_prediction_file(
     tmp = out.with_name(out.name + ".tmp")
     csv = out.suffix.lower() == ".csv"
     writer = pacsv.CSVWriter(str(tmp), schema) if csv else pq.ParquetWriter(str(tmp), schema)
-    predicted, without = 0, Counter[str]()
+    written = Written()
     try:
         for start in range(0, len(paths), CHUNK):
             table = prediction_rows(paths[start : start + CHUNK], files, probabilities, schema)
-            predicted += table.num_rows - table.column("label").null_count
-            without.update(table.filter(pc.is_null(table.column("label"))).column("outcome").to_pylist())
+            rows = zip(*(table.column(name).to_pylist() for name in ("label", "probability", "outcome")), strict=True)
+            for label, probability, outcome in rows:
+                if label is None:
+                    written.without[outcome] += 1
+                else:
+                    written.labels[label] += 1
+                    written.uncertain += probability < UNCERTAIN
             writer.write_table(table)
     finally:
         writer.close()
     tmp.replace(out)
-    return predicted, without
+    return written

@@ -219,13 +219,11 @@ def train_and_report(
                 predictions = reports / "predictions.csv"
                 files = store.run_files(state.run_id, state.extractor)
                 scored = file_probabilities(document_model, store, unlabelled, files, state.embedder, state.extractor)
-                predicted, without = write_prediction_file(
-                    predictions, unlabelled, files, scored, document_model.classes
-                )
+                written = write_prediction_file(predictions, unlabelled, files, scored, document_model.classes)
                 unlabelled_counts = {
                     "files": len(unlabelled),
-                    "predicted": predicted,
-                    "without_prediction": dict(without),
+                    "predicted": written.predicted,
+                    "without_prediction": dict(written.without),
                 }
                 tracking.log_artifact(predictions)
         outcomes = store.outcome_counts(state.run_id)

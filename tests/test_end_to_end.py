@@ -382,3 +382,9 @@ def test_batch_scoring_reproduces_the_runs_heldout_predictions_and_reuses_the_ca
         str(folder), workspace, "models:/docscale-classifier@champion", out, ["engine.executor=local"]
     )
     assert again["work"]["extracted"] == 0 and again["work"].get("embedded", 0) == 0
+    labelled = [row for row in rows if row["label"]]
+    assert again["labels"] == Counter(row["label"] for row in labelled)
+    assert again["uncertain"] == sum(row["probability"] < 0.5 for row in labelled)
+    count = max(again["labels"].values())
+    top = min(label for label, n in again["labels"].items() if n == count)  # the printed line's first
+    assert f"  labels: {top} {count}" in printed and f"(worth a look): {again['uncertain']}" in printed
