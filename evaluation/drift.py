@@ -254,8 +254,9 @@ def quality_drift(
     return {
         "outcome_shares": cur,
         "reference_outcome_shares": ref,
-        "unusable_share": 1 - cur.get("ok", 0) - cur.get("fallback_ok", 0) if cur_outcomes else 0.0,
-        "duplicate_share": cur.get("duplicate", 0.0),
+        # None: not known (a feature version alone holds only usable documents)
+        "unusable_share": 1 - cur.get("ok", 0) - cur.get("fallback_ok", 0) if cur_outcomes else None,
+        "duplicate_share": cur.get("duplicate", 0.0) if cur_outcomes else None,
         "text_length_ks": float(ks.statistic) if ks else 0.0,
         "text_length_p": float(ks.pvalue) if ks else 1.0,
         "median_chars": float(np.median(cur_lengths)) if len(cur_lengths) else 0.0,

@@ -37,8 +37,8 @@ def markdown(report: dict[str, Any], title: str) -> str:
     if quality:
         lines += [
             "",
-            f"**Data quality**: unusable share {quality['unusable_share']:.3f}, duplicate share "
-            f"{quality['duplicate_share']:.3f}, median characters {quality['median_chars']:.0f} (reference "
+            f"**Data quality**: unusable share {_share(quality['unusable_share'])}, duplicate share "
+            f"{_share(quality['duplicate_share'])}, median characters {quality['median_chars']:.0f} (reference "
             f"{quality['reference_median_chars']:.0f}, KS {quality['text_length_ks']:.3f}, p "
             f"{quality['text_length_p']:.2g})",
         ]
@@ -129,3 +129,7 @@ def write_report(report: DriftReport, folder: Path, title: str, history_file: Pa
     paths += [p for p in (plot_shares(data["prediction"], folder / "class_shares.png"),) if p]
     paths += [p for p in (plot_history(history, folder / "drift_history.png"),) if p]
     return paths
+
+
+def _share(value: float | None) -> str:
+    return "unknown (no run of these files recorded)" if value is None else f"{value:.3f}"

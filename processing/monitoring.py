@@ -30,14 +30,15 @@ def monitor_versions(
     """Every drift test of `current_fv` (None: a batch without a usable document) against the training
     documents of `reference_fv`. A champion adds prediction drift and, where current documents carry
     labels, its macro-F1 on them. `outcomes`: the current files' outcome counts (a version holds only
-    usable documents); `scored`: content hash -> the champion's probabilities already computed."""
+    usable documents; default: those of the run that produced it); `scored`: content hash -> the
+    champion's probabilities already computed."""
     ref = store.version_rows(reference_fv, splits=("train",))
     cur = store.version_rows(current_fv) if current_fv else None
     n = config.text_sample
     ref_side = Side(ref.vectors, lengths=ref.lengths, texts=store.sample_texts(reference_fv, n, splits=("train",)))
     cur_side = Side(
         cur.vectors if cur else np.zeros((0, ref.vectors.shape[1])),
-        outcomes=outcomes or {},
+        outcomes=outcomes if outcomes is not None else store.version_outcomes(current_fv) if current_fv else {},
         lengths=cur.lengths if cur else np.zeros(0),
         texts=store.sample_texts(current_fv, n) if current_fv else [],
     )

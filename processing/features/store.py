@@ -290,6 +290,14 @@ class FeatureStore(VersionsMixin, CyclesMixin):
         ).fetchall()
         return {path: (digest, outcome, message, flags) for path, digest, outcome, message, flags in rows}
 
+    def version_outcomes(self, version_id: str) -> dict[str, int]:
+        """The outcome counts of the files of the latest run that produced this version ({} if none did):
+        a version holds only usable documents, its run knows what else arrived."""
+        row = self.con.execute(
+            "SELECT run_id FROM runs WHERE feature_version = ? ORDER BY started_at DESC LIMIT 1", [version_id]
+        ).fetchone()
+        return self.outcome_counts(row[0]) if row else {}
+
     def outcome_counts(self, run_id: str) -> dict[str, int]:
         rows = self.con.execute(
             "SELECT outcome, count(*) FROM run_inputs WHERE run_id = ? GROUP BY outcome ORDER BY outcome", [run_id]

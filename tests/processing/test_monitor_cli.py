@@ -12,7 +12,12 @@ from processing.run import main as run_main
 
 def test_monitor_judges_a_text_champions_predictions_and_labelled_performance(tmp_path, capsys):
     workspace = tmp_path / "ws"
-    settings = ["engine.executor=local", "train.classifiers=tfidf", "corpus.heldout_size=40"]
+    settings = [
+        "engine.executor=local",
+        "train.classifiers=tfidf",
+        "corpus.heldout_size=40",
+        "corpus.bad_file_rate=0.2",
+    ]
     with contextlib.redirect_stdout(None):
         assert (
             run_main(["--tier", "50", "--workspace", str(workspace), *(x for s in settings for x in ("--set", s))]) == 0
@@ -29,6 +34,15 @@ def test_monitor_judges_a_text_champions_predictions_and_labelled_performance(tm
     assert "**Predicted-class shares**: chi-square p" in report
     assert f"**Labelled performance** on {len(batch)} documents: macro-F1" in report
     assert (workspace / "reports" / "monitoring" / current / "drift.json").exists()
+    # No run recorded these files, so what else arrived with them is not known; not "0.000".
+    assert "**Data quality**: unusable share unknown (no run of these files recorded)" in report
+    # A version a run produced: that run's files say how many were unusable.
+    with FeatureStore(workspace / "features.duckdb", read_only=True) as store:
+        outcomes = store.version_outcomes(trained["version_id"])
+    assert sum(outcomes.values()) == 50 + 40 and outcomes.get("ok", 0) < 90  # tier 50's bad files among them
+    unusable = 1 - (outcomes.get("ok", 0) + outcomes.get("fallback_ok", 0)) / 90
+    assert monitor_main(["--current", trained["version_id"], "--workspace", str(workspace)]) == 0
+    assert f"**Data quality**: unusable share {unusable:.3f}, duplicate share" in capsys.readouterr().out
 
 
 def test_the_reference_is_scored_on_a_fixed_sample_once_it_outgrows_the_per_side_budget():
