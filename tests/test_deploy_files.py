@@ -33,6 +33,10 @@ def test_dockerfile_installs_cpu_torch_first_and_copies_every_package():
     assert text.index("torch==") < text.index("pip install --no-cache-dir -e .")
     for package in ("ingestion", "processing", "training", "evaluation", "configs"):
         assert f"COPY --chown=ray:users {package} {package}" in text
+    # Every node extracts, so every node reads scans: the OCR packages the setup script installs.
+    setup = (ROOT / "scripts" / "setup.sh").read_text()
+    ocr = re.search(r"apt_packages\+=\((tesseract[^)]*)\)", setup).group(1)
+    assert f"apt-get install -y -q --no-install-recommends {ocr}" in text
     base = re.search(r"ARG BASE=rayproject/ray:(\S+)-py", text).group(1)
     assert base == yaml.safe_load((ROOT / "deploy" / "rayjob.yaml").read_text())["spec"]["rayClusterSpec"]["rayVersion"]
 
