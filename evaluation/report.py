@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -81,18 +81,27 @@ def registry_line(decision: dict[str, Any]) -> str:
     return f"{head}; version {d['champion_version']} stays the champion: {weighed}"
 
 
-def write_predictions(path: Path, model: Any, batches: Iterable[tuple[list[str], Any]], key: str = "path") -> None:
-    """One row per document: its key (path or content hash), predicted label, its probability, then every
-    class's probability. `batches`: (keys, the model's inputs for them), scored one batch at a time."""
+def write_heldout_predictions(
+    path: Path, model: Any, x: Any, documents: Iterable[tuple[str, str]], truth: Sequence[str]
+) -> None:
+    """One row per held-out document: its content hash, a file it was read from, its label, the model's
+    prediction, whether that is right, its probability, then every class's. `documents`: (content hash,
+    path) in the order of `x`'s rows and `truth`. The content hash is what serving must reproduce; the
+    path and the label are what a person needs to look at a mistake."""
     classes = [str(c) for c in model.classes_]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow([key, "predicted", "probability", *(f"p_{c}" for c in classes)])
-        for keys, inputs in batches:
-            for doc, row in zip(keys, model.predict_proba(inputs), strict=True):
-                best = int(row.argmax())
-                writer.writerow([doc, classes[best], f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)])
+        writer.writerow(
+            ["content_hash", "path", "label", "predicted", "correct", "probability"] + [f"p_{c}" for c in classes]
+        )
+        rows = zip(documents, truth, model.predict_proba(x), strict=True)
+        for (digest, source), label, row in rows:
+            best = int(row.argmax())
+            right = str(classes[best] == str(label)).lower()
+            writer.writerow(
+                [digest, source, label, classes[best], right, f"{row[best]:.4f}", *(f"{p:.4f}" for p in row)]
+            )
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 
 from evaluation.heldout import Evaluation, evaluate
 from evaluation.metrics import score
-from evaluation.report import write_predictions
+from evaluation.report import write_heldout_predictions
 from evaluation.selection import CvScore, groups_of, select_settings
 from processing.classify import DocumentClassifier
 from processing.config import Config
@@ -139,7 +139,7 @@ def train_and_report(
     clock, t = state.clock, config.train
     with clock.stage("load_features"):
         inputs = _inputs(store, version_id, needs_texts=bool((TEXT_INPUT | FUSED_INPUT) & set(t.classifiers)))
-        inputs.groups = groups_of(store.train_names(version_id), t.cv_groups) if t.cv_groups else None
+        inputs.groups = groups_of(store.member_names(version_id), t.cv_groups) if t.cv_groups else None
     with clock.stage("mlflow_setup"):
         tracking.setup(config.mlflow.uri(state.workspace), config.mlflow.experiment, state.workspace / "mlartifacts")
     tags = {
@@ -179,6 +179,7 @@ def train_and_report(
             tracking.log_metrics({f"{name}.{k}": v for k, v in results[name].items()})
 
         best = max(results, key=lambda n: _selection_score(results[n]))
+        evaluated = models[best][0]  # the model the held-out figures are of
         if state.tier == "input" and decide is None:
             # The user's folder has no fixed held-out set: the held-out split scored the models above;
             # the model that goes on is the winner fitted on every labelled document.
@@ -186,10 +187,12 @@ def train_and_report(
                 models[best] = (_refit_on_all(best, inputs, settings[best], state.train_device), models[best][1])
             tags["fitted_on"] = "train+heldout"
         with clock.stage("log_models"):
-            # The held-out predictions of the model that goes to the gate: what serving must reproduce.
+            # The held-out predictions behind the figures, with each file and its label, to look at mistakes.
+            # On the generated tiers this is the registered model, so serving must reproduce them; a folder
+            # of the user's own registers the winner refitted on the held-out files too.
             heldout_csv = reports / "heldout_predictions.csv"
-            hashes = store.heldout_hashes(version_id)
-            write_predictions(heldout_csv, models[best][0], [(hashes, inputs.heldout(best))], key="content_hash")
+            named = zip(store.heldout_hashes(version_id), store.member_names(version_id, "heldout"), strict=True)
+            write_heldout_predictions(heldout_csv, evaluated, inputs.heldout(best), named, inputs.y_heldout)
             tracking.log_artifact(heldout_csv)
             document_model = DocumentClassifier(
                 models[best][0],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections import Counter
@@ -217,7 +218,6 @@ def test_ladder_compare_and_prediction_read_the_workspace_back(first_run, rerun,
     folder = make_folder(tmp_path / "new", per_label=2)
     out = tmp_path / "predictions.csv"
     assert predict.main(["--input", str(folder), "--workspace", str(workspace), "--out", str(out)]) == 0
-    import csv
 
     rows = list(csv.DictReader(out.open()))
     assert len(rows) == 9  # 6 labelled-folder PDFs, a loose one, a text file, a duplicate
@@ -248,7 +248,6 @@ def test_the_same_run_on_ray_lands_on_the_same_feature_version(first_run, tmp_pa
 
 
 def _unlabelled_rows(workspace: Path, summary: dict) -> dict[str, dict[str, str]]:
-    import csv
 
     assert summary["predictions"] == str(workspace / "reports" / summary["run_id"] / "predictions.csv")
     with open(summary["predictions"], newline="") as handle:
@@ -288,6 +287,16 @@ def test_users_own_folder_end_to_end(tmp_path, capsys):
     assert summary["failed"] == {"not_pdf": 2}  # a copy is read once, under its twin's path: no failure
     assert summary["train_documents"] + summary["heldout_documents"] == 18
     assert summary["source"] == f"input:{root}"
+    # The held-out files by name, with their label and the prediction the held-out figures count.
+    run_reports = tmp_path / "ws" / "reports" / summary["run_id"]
+    with open(run_reports / "heldout_predictions.csv", newline="") as handle:
+        heldout = list(csv.DictReader(handle))
+    assert len(heldout) == summary["heldout_documents"]
+    for row in heldout:
+        assert Path(row["path"]).parent.name == row["label"] and Path(row["path"]).is_relative_to(root)
+        assert row["correct"] == str(row["predicted"] == row["label"]).lower()
+    accuracy = sum(row["correct"] == "true" for row in heldout) / len(heldout)
+    assert accuracy == pytest.approx(summary["classifiers"]["logreg"]["accuracy"])
     # One row per unlabelled file, as processing.predict writes them: a label, or the outcome saying why not.
     rows = _unlabelled_rows(tmp_path / "ws", summary)
     assert set(rows) == {"loose.pdf", "loose-copy.pdf", "stray.pdf"}
@@ -345,7 +354,6 @@ def test_streaming_embeds_during_extraction_and_lands_on_the_same_version(tmp_pa
 def test_batch_scoring_reproduces_the_runs_heldout_predictions_and_reuses_the_cache(first_run, tmp_path, capsys):
     """processing.predict on the engine's stages: one row per file, the run's own predictions, and a rerun
     (as after a kill) extracts and embeds nothing again."""
-    import csv
     import hashlib
     import shutil
 

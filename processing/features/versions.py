@@ -168,14 +168,14 @@ class VersionsMixin:
         ).fetchall()
         return [h for (h,) in rows]
 
-    def train_names(self, version_id: str) -> list[str]:
-        """A path each training member was read from (the first by name when several files had the same
-        bytes; "" when no run recorded one), in the order of load_features' training rows."""
+    def member_names(self, version_id: str, split: str = "train") -> list[str]:
+        """A path each member of `split` was read from (the first by name when several files had the same
+        bytes; "" when no run recorded one), in the order of load_features' rows of that split."""
         rows = self.con.execute(
             """SELECT m.content_hash, coalesce(min(r.path), '') FROM feature_members m
                LEFT JOIN run_inputs r ON r.content_hash = m.content_hash
-               WHERE m.version_id = ? AND m.split = 'train' GROUP BY m.content_hash ORDER BY m.content_hash""",
-            [version_id],
+               WHERE m.version_id = ? AND m.split = ? GROUP BY m.content_hash ORDER BY m.content_hash""",
+            [version_id, split],
         ).fetchall()
         return [path for _, path in rows]
 

@@ -77,8 +77,9 @@ def test_version_is_content_addressed_immutable_and_loads(tmp_path):
         np.testing.assert_array_equal(features.x_train, vectors[:2])
         assert list(features.y_train) == ["x", "y"] and list(features.y_heldout) == ["y"]
         assert store.version(version)["n_train"] == 2 and store.version(version)["dim"] == 3
-        # Each training row's file, for train.cv_groups: h1 was read as /a.pdf and /a-copy.pdf.
-        assert store.train_names(version) == ["/a-copy.pdf", "/b.pdf"]
+        # Each row's file (train.cv_groups, the held-out report): h1 was read as /a.pdf and /a-copy.pdf.
+        assert store.member_names(version) == ["/a-copy.pdf", "/b.pdf"]
+        assert store.member_names(version, "heldout") == ["/h.pdf"]
         other, _ = store.commit_version(members[:2], "test", "ex1", "emb", {"p": 1})
         assert store.version(other)["parent_version"] == version
         with pytest.raises(UnknownVersionError, match="processing.features list"):
