@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 
 from processing.config import ConfigError, load_config
+from processing.prediction_rows import labels_line
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -100,6 +101,7 @@ def one_cycle(args: argparse.Namespace, input_dir: str, labels: str | None) -> i
         + _drift_line(drift)
         + f"\n  champion {result.champion_version_before} -> {result.champion_version_after}"
         + f"   predictions: {result.predictions}"
+        + (f"\n{labels_line(result.labels, result.uncertain)}" if result.labels else "")
     )
     if args.summary:
         args.summary.parent.mkdir(parents=True, exist_ok=True)

@@ -29,7 +29,7 @@ from processing.features import FeatureStore, Member
 from processing.metrics_export import Series, drift_series, export
 from processing.monitoring import monitor_versions
 from processing.pipeline import run_pipeline, start_executor
-from processing.prediction_rows import write_prediction_file
+from processing.prediction_rows import Written, write_prediction_file
 from processing.progress import Stopwatch, log
 from processing.scoring import champion_probabilities
 from training import tracking
@@ -56,6 +56,8 @@ class CycleResult:
     champion_version_after: str | None = None
     challenger_version: str | None = None
     predictions: str | None = None
+    labels: dict[str, int] = field(default_factory=dict)  # the champion's labels for the batch, commonest first
+    uncertain: int = 0  # of them, given at a probability under 0.5
     documents: int = 0
     outcomes: dict[str, int] = field(default_factory=dict)
     new_labels: int = 0
@@ -253,7 +255,8 @@ def _cycle(
         vectors = store.load_vectors(usable, embedder, extractor) if usable else np.zeros((0, 1))
         probabilities = champion_probabilities(champion, store, usable, vectors, extractor, executor)
         scored = dict(zip(usable, probabilities, strict=True))
-        predictions = _write_predictions(folder / "predictions.parquet", batch, files, scored, champion)
+        predictions = folder / "predictions.parquet"
+        written = _write_predictions(predictions, batch, files, scored, champion)
 
     # Monitoring: the batch against the champion's training data.
     with clock.stage("monitor"):
@@ -289,6 +292,8 @@ def _cycle(
         champion_version_before=str(champion_entry.version),
         champion_version_after=str(champion_entry.version),
         predictions=str(predictions),
+        labels=dict(written.labels.most_common()),
+        uncertain=written.uncertain,
         documents=len(batch.paths),
         outcomes=store.outcome_counts(run_id),
         new_labels=len(new_labels),
@@ -348,14 +353,13 @@ def _write_predictions(
     files: dict[str, tuple[str, str, str, str]],
     probabilities: dict[str, np.ndarray],
     champion: DocumentClassifier,
-) -> Path:
+) -> Written:
     """One row per file of the batch (processing.prediction_rows); `files`: FeatureStore.run_files."""
     paths = [display_path(p) for p in batch.paths]
     unread = {
         display_path(p): (h, "unreadable", "not recorded by the extraction stage", "") for p, h in batch.hashes.items()
     }
-    write_prediction_file(path, paths, unread | files, probabilities, champion.classes, with_hash=True)
-    return path
+    return write_prediction_file(path, paths, unread | files, probabilities, champion.classes, with_hash=True)
 
 
 def _drift_summary(report: Any) -> dict[str, Any]:

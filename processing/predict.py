@@ -33,7 +33,7 @@ from processing.config import ConfigError, load_config
 from processing.embed import embedder_id
 from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLockedError
 from processing.pipeline import start_executor
-from processing.prediction_rows import UNCERTAIN, write_prediction_file
+from processing.prediction_rows import labels_line, write_prediction_file
 from processing.progress import Stopwatch, log
 from processing.scoring import file_probabilities
 from training import tracking
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(_breakdown(result["without_prediction"], result["flags"]))
     if result["labels"]:
-        print(_labels_line(result["labels"], result["uncertain"]))
+        print(labels_line(result["labels"], result["uncertain"]))
     return 0
 
 
@@ -160,16 +160,6 @@ def _breakdown(without_prediction: dict[str, int], flags: dict[str, int]) -> str
     without = ", ".join(f"{k} {v}" for k, v in ranked)
     resting = f"pages read by OCR {flags.get('ocr', 0)}, truncated {flags.get('truncated', 0)}"
     return f"  without a prediction: {without or 'none'}; predictions resting on {resting} (column flags)"
-
-
-def _labels_line(labels: dict[str, int], uncertain: int, shown: int = 8) -> str:
-    """How the predictions spread over the classes (the commonest first), and how many are uncertain."""
-    ranked = sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))
-    spread = ", ".join(f"{label} {n}" for label, n in ranked[:shown])
-    rest = sum(n for _, n in ranked[shown:])
-    more = len(ranked) - shown
-    spread += f", and {rest} in {more} more class{'es' if more > 1 else ''}" if rest else ""
-    return f"  labels: {spread}; under {UNCERTAIN} probability (worth a look): {uncertain}"
 
 
 if __name__ == "__main__":

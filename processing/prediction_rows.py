@@ -104,3 +104,13 @@ def write_prediction_file(
         writer.close()
     tmp.replace(out)
     return written
+
+
+def labels_line(labels: dict[str, int], uncertain: int, shown: int = 8) -> str:
+    """How the predictions spread over the classes (the commonest first), and how many are uncertain."""
+    ranked = sorted(labels.items(), key=lambda kv: (-kv[1], kv[0]))
+    spread = ", ".join(f"{label} {n}" for label, n in ranked[:shown])
+    rest = sum(n for _, n in ranked[shown:])
+    more = len(ranked) - shown
+    spread += f", and {rest} in {more} more class{'es' if more > 1 else ''}" if rest else ""
+    return f"  labels: {spread}; under {UNCERTAIN} probability (worth a look): {uncertain}"

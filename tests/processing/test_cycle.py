@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections import Counter
 from functools import partial
 
 import duckdb
@@ -56,6 +57,8 @@ def test_the_scenario_makes_each_expected_decision(scenario):
     assert [d for (d,) in recorded] == ["no_drift", "promoted", "rejected"]
     predictions = pq.read_table(a["predictions"]).to_pylist()
     assert len(predictions) == a["documents"] == 100 and all(p["label"] for p in predictions)
+    assert a["labels"] == Counter(p["label"] for p in predictions)  # what the cycle printed and summarised
+    assert a["uncertain"] == sum(p["probability"] < 0.5 for p in predictions)
     assert 'docscale_cycle_decision{batch="' in (workspace / "metrics" / "cycle.prom").read_text()
     assert (workspace / "scenario" / "report" / "scenario.png").stat().st_size > 10_000
 
