@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import socket
 import sys
 import threading
@@ -78,7 +79,29 @@ class Champion:
             return self.model, self.version
 
 
-def create_app(champion: Champion, reload_seconds: float) -> FastAPI:
+def path_allowed(path: str, roots: list[str]) -> bool:
+    """Whether a JSON `paths` entry may be read: anywhere when no roots were given (--paths-under), else
+    only under one of them. A local path counts where it really is (links and `..` resolved), so a link
+    inside a root to a file outside it is refused; a URI (s3://...) must start with a root URI and has
+    no `.` or `..` segments."""
+    if not roots:
+        return True
+    if "://" in path:
+        segments = path.split("://", 1)[1].split("/")
+        return (
+            "." not in segments
+            and ".." not in segments
+            and any("://" in root and path.startswith(root.rstrip("/") + "/") for root in roots)
+        )
+    real = os.path.realpath(path)
+    return any(
+        "://" not in root and (real == (top := os.path.realpath(root)) or real.startswith(top.rstrip(os.sep) + os.sep))
+        for root in roots
+    )
+
+
+def create_app(champion: Champion, reload_seconds: float, paths_under: list[str] | None = None) -> FastAPI:
+    """The service; `paths_under`: the only folders (or URI prefixes) JSON `paths` may name, None = any."""
     registry = CollectorRegistry()
     requests = Counter("docscale_serve_requests", "HTTP requests", ["endpoint", "code"], registry=registry)
     latency = Histogram(
@@ -166,6 +189,10 @@ def create_app(champion: Champion, reload_seconds: float) -> FastAPI:
             paths = payload.get("paths") if isinstance(payload, dict) else payload
             if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
                 return error("classify", 400, 'JSON must be {"paths": ["file.pdf", ...]} with at least one path', start)
+            refused = [p for p in paths if not path_allowed(p, paths_under or [])]
+            if refused:
+                allowed = ", ".join(paths_under or [])
+                return error("classify", 403, f"{refused[0]!r} is outside --paths-under ({allowed})", start)
             rows = await run_in_threadpool(model.classify_paths, paths)
             for row in rows:
                 outcomes.labels(row["outcome"]).inc()
@@ -248,6 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tracking-uri", help="the registry; default: sqlite:///<workspace>/mlflow.db")
     parser.add_argument("--reload-seconds", type=float, default=60.0, help="re-resolve the alias this often; 0 = never")
     parser.add_argument("--extract-workers", type=int, default=None, help="isolated extraction processes")
+    parser.add_argument(
+        "--paths-under",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="JSON paths may name files under DIR (or an s3://bucket/prefix) only; repeatable; default: any file",
+    )
     args = parser.parse_args(argv)
     mistake = _flag_mistake(args)
     if mistake:
@@ -256,7 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(
             f"warning: --host {args.host} reaches beyond this machine; the service has no TLS or authentication of"
-            " its own: put a reverse proxy with both in front of it (README, Serving)",
+            " its own: put a reverse proxy with both in front of it (README, Serving)"
+            + ("" if args.paths_under else "; JSON paths may name any file it can read: limit them with --paths-under"),
             file=sys.stderr,
         )
     uri = args.tracking_uri or tracking.default_tracking_uri(args.workspace)
@@ -279,7 +314,8 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"[docscale] serving {args.model} (version {champion.version}) on http://{args.host}:{args.port}", flush=True)
     try:
-        uvicorn.run(create_app(champion, args.reload_seconds), host=args.host, port=args.port, log_level="warning")
+        app = create_app(champion, args.reload_seconds, args.paths_under)
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:
         if champion.model is not None:
             champion.model.close()

@@ -109,6 +109,7 @@ def test_processing_serve_classifies_like_the_run_and_turns_bad_input_into_4xx(t
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [sys.executable, "-m", "processing.serve", "--workspace", str(workspace), "--port", str(port)]
+    command += ["--paths-under", str(workspace / "corpus")]  # JSON paths: the corpus' files only
     with _server(command, _env(workspace), f"{url}/healthz") as proc:
         status, body = _post(
             f"{url}/v1/classify", json.dumps({"paths": [str(p) for p in heldout]}).encode(), "application/json"
@@ -141,6 +142,7 @@ def test_processing_serve_classifies_like_the_run_and_turns_bad_input_into_4xx(t
             (b"x", "text/plain", 415, None),
             (b"{not json", "application/json", 400, None),
             (b'{"paths": []}', "application/json", 400, None),
+            (json.dumps({"paths": [str(workspace / "mlflow.db")]}).encode(), "application/json", 403, None),
             (b"%PDF-1.4 " + b"0" * (50 * 1024 * 1024), "application/pdf", 413, "too_large"),
             (encrypted.read_bytes(), "application/pdf", 422, "encrypted"),
         ]
