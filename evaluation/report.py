@@ -36,6 +36,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     cross_validated = any("cv_macro_f1" in m for m in summary["classifiers"].values())
     if cross_validated:
         lines.append("best: by cross-validated macro-F1 on the training documents; macro-F1 and ECE: held-out")
+    if weakest := weakest_classes(summary.get("best_per_class_f1") or {}):
+        lines.append(f"weakest classes on the held-out set ({summary['best_classifier']}, F1): {weakest}")
     if 0 < summary["heldout_documents"] < SMALL_HELDOUT:
         lines.append(
             f"held-out: only {summary['heldout_documents']} documents, too few for its figures to say much"
@@ -55,6 +57,15 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{stage:<12} {seconds:>8.1f}")
     lines.append(f"{'total':<12} {sum(summary['stage_seconds'].values()):>8.1f}")
     return "\n".join(lines)
+
+
+def weakest_classes(per_class_f1: dict[str, float], shown: int = 3) -> str:
+    """The classes with the lowest held-out F1, weakest first (where a person looks at the confusion plot
+    and at the labels first), or "" when there are too few classes for a ranking to say anything."""
+    if len(per_class_f1) <= shown:
+        return ""
+    ranked = sorted(per_class_f1.items(), key=lambda kv: (kv[1], kv[0]))[:shown]
+    return ", ".join(f"{label} {f1:.2f}" for label, f1 in ranked)
 
 
 def unlabelled_line(unlabelled: dict[str, Any], path: str) -> str:

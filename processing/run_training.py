@@ -115,6 +115,7 @@ class RunSummary:
     tracking_uri: str
     predictions: str | None
     unlabelled: dict[str, Any] | None = None  # files without a label: how many, predicted, why not
+    best_per_class_f1: dict[str, float] = field(default_factory=dict)  # held-out F1 of each class, best model
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -153,6 +154,7 @@ def train_and_report(
     }
     reports = state.workspace / "reports" / state.run_id
     results: dict[str, dict[str, float]] = {}
+    per_class: dict[str, dict[str, float]] = {}  # each classifier's held-out F1 per class
     models: dict[str, tuple[Any, str]] = {}
     with tracking.pipeline_run(f"tier-{state.tier}", config.flat(), tags) as mlflow_run_id:
         tracking.log_feature_version(version_id, inputs.x_train, inputs.y_train, store.path)
@@ -174,6 +176,7 @@ def train_and_report(
                 with clock.stage("log_models"):
                     uri = _log_classifier(name, trained, scored, inputs, selection)
             results[name] = {**scored.scalars, **selection, "train_seconds": trained.seconds}
+            per_class[name] = scored.per_class_f1
             models[name] = (trained.model, uri)
             settings[name] = setting
             tracking.log_metrics({f"{name}.{k}": v for k, v in results[name].items()})
@@ -245,6 +248,7 @@ def train_and_report(
             mlflow_run_id=mlflow_run_id,
             classifiers=results,
             best_classifier=best,
+            best_per_class_f1=per_class[best],
             registry=decision,
             stage_seconds=clock.seconds,
             docs_per_second=_rates(state),

@@ -56,6 +56,8 @@ EXPECTED = Counter(e.expected_outcome for e in ENTRIES)
 def test_every_input_file_has_exactly_one_outcome(first_run):
     workspace, summary, printed = first_run
     assert "macro-F1" in printed  # the printed table
+    weakest = sorted(summary["best_per_class_f1"].items(), key=lambda kv: (kv[1], kv[0]))[0]
+    assert f"weakest classes on the held-out set ({summary['best_classifier']}, F1): {weakest[0]} " in printed
     prom = (workspace / "metrics" / "run.prom").read_text()  # the textfile-collector export
     assert f'docscale_documents{{outcome="ok",tier="50"}} {float(EXPECTED["ok"])}' in prom
     assert 'docscale_registry_decision{decision="promoted",tier="50"} 1.0' in prom

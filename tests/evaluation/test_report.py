@@ -74,6 +74,14 @@ def test_summary_prints_the_registry_line_after_the_classifiers() -> None:
         " (without a prediction: corrupt 1, not_pdf 1)",
         lines[svm_row + 3],
     ]
+    assert not any(line.startswith("weakest") for line in lines)
+    f1s = {"invoice": 0.9, "nda": 0.4, "contract": 0.55, "receipt": 0.4}
+    weakest = format_summary({**summary, "best_classifier": "svm", "best_per_class_f1": f1s}).splitlines()
+    assert "weakest classes on the held-out set (svm, F1): nda 0.40, receipt 0.40, contract 0.55" in weakest
+    three = {k: v for k, v in f1s.items() if k != "receipt"}
+    assert not any(
+        line.startswith("weakest") for line in format_summary({**summary, "best_per_class_f1": three}).splitlines()
+    )
     remote = format_summary({**summary, "tracking_uri": "http://127.0.0.1:5000"})
     assert "browse  http://127.0.0.1:5000" in remote.splitlines()
     assert not any(line.startswith("held-out:") for line in lines)
