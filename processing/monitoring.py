@@ -32,13 +32,15 @@ def monitor_versions(
     labels, its macro-F1 on them. `outcomes`: the current files' outcome counts (a version holds only
     usable documents; default: those of the run that produced it); `scored`: content hash -> the
     champion's probabilities already computed."""
+    if outcomes is None and current_fv:
+        outcomes = store.version_outcomes(current_fv)
     ref = store.version_rows(reference_fv, splits=("train",))
     cur = store.version_rows(current_fv) if current_fv else None
     n = config.text_sample
     ref_side = Side(ref.vectors, lengths=ref.lengths, texts=store.sample_texts(reference_fv, n, splits=("train",)))
     cur_side = Side(
         cur.vectors if cur else np.zeros((0, ref.vectors.shape[1])),
-        outcomes=outcomes if outcomes is not None else store.version_outcomes(current_fv) if current_fv else {},
+        outcomes=outcomes or {},
         lengths=cur.lengths if cur else np.zeros(0),
         texts=store.sample_texts(current_fv, n) if current_fv else [],
     )
