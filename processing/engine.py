@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ def start_ray(address: str | None = None, num_cpus: int = 0) -> Cluster:
     """Join `address` (or 'auto'), or start a private local Ray that listens on loopback only.
     Reuses a running one."""
     if not ray.is_initialized():
+        previous = signal.getsignal(signal.SIGTERM)
         if address:
             ray.init(address=address, log_to_driver=False, configure_logging=False)
         else:
@@ -46,6 +48,7 @@ def start_ray(address: str | None = None, num_cpus: int = 0) -> Cluster:
                 configure_logging=False,
                 _node_ip_address="127.0.0.1",
             )
+        _keep_sigterm(previous)
     resources = ray.cluster_resources()
     return Cluster(
         address=address or "local",
@@ -53,6 +56,19 @@ def start_ray(address: str | None = None, num_cpus: int = 0) -> Cluster:
         gpus=int(resources.get("GPU", 0)),
         nodes=len([n for n in ray.nodes() if n.get("Alive")]),
     )
+
+
+def _keep_sigterm(previous: Any) -> None:
+    """Joining Ray replaces the driver's SIGTERM handling with Ray's own, which aborts the process (rc -6,
+    a C++ stack trace): a pod stopped by Kubernetes or a `kill` would end like a crash, and `cycle --watch`
+    could not finish its batch. Put back the handler this process had (the watch loop's), or else stop as
+    Ctrl-C does: the conductors then say what was kept and how to resume."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, previous if callable(previous) else _interrupt)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _loopback_only() -> None:

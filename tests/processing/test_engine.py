@@ -208,3 +208,33 @@ def test_the_local_rays_token_notice_is_dropped_and_its_other_warnings_kept(capl
         ray_auth.warning("Token authentication is enabled for this Ray cluster. Set RAY_AUTH_MODE=disabled ...")
         ray_auth.warning("Token authentication is disabled for this Ray cluster. Anyone with network access ...")
     assert [r.getMessage()[:40] for r in caplog.records] == ["Token authentication is disabled for thi"]
+
+
+SIGTERM_AFTER_JOINING = """
+import os, signal, sys, time
+from processing import engine
+handled = []
+if sys.argv[1] == "own-handler":  # as `cycle --watch` has: finish the batch in hand
+    signal.signal(signal.SIGTERM, lambda signum, frame: handled.append(signum))
+engine.start_ray(sys.argv[2])
+try:
+    os.kill(os.getpid(), signal.SIGTERM)
+    time.sleep(5)
+except KeyboardInterrupt:
+    print("interrupted")
+    sys.exit(0)
+print("handled" if handled else "ignored")
+"""
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("own-handler", "handled"), ("default", "interrupted")])
+def test_sigterm_after_joining_ray_reaches_our_handler_not_rays_abort(ray_session, mode, expected):
+    """Ray's driver aborts on SIGTERM (a C++ stack trace, rc -6); after start_ray a process's own handler
+    runs again, and without one SIGTERM stops like Ctrl-C, which the conductors turn into a resumable stop."""
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    done = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AFTER_JOINING, mode, address], capture_output=True, text=True, timeout=120
+    )
+    assert (done.returncode, done.stdout.strip()) == (0, expected), done.stderr[-500:]
