@@ -146,3 +146,53 @@ def test_a_fold_that_fails_in_a_worker_process_fails_the_selection_with_its_erro
             TrainConfig(),
             workers=2,
         )
+
+
+SLOW_SELECTION = """
+import signal, sys
+import numpy as np
+from evaluation.selection import select_settings
+from training.classifiers import TrainConfig
+
+def stop(signum, frame):
+    raise KeyboardInterrupt  # as the engine has SIGTERM do once Ray runs
+
+signal.signal(signal.SIGTERM, stop)
+rng = np.random.default_rng(0)
+x, y = rng.normal(size=(600, 16)).astype(np.float32), np.repeat(np.array(["a", "b", "c"]), 200)
+print("ready", flush=True)
+try:
+    select_settings(["mlp"], lambda name: x, y, TrainConfig(mlp_epochs=1_000_000), workers=2)
+except KeyboardInterrupt:
+    print("interrupted", flush=True)
+"""
+
+
+def test_an_interrupted_selection_ends_its_folds_in_flight_instead_of_waiting_for_them():
+    """A stopped pod has seconds, and a text classifier's fold takes a minute at 75k: the driver must end
+    the worker processes fitting folds, not wait for them (here each fold would take many minutes)."""
+    import contextlib
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    run = subprocess.Popen([sys.executable, "-c", SLOW_SELECTION], stdout=subprocess.PIPE, text=True)
+    workers: list[psutil.Process] = []
+    try:
+        assert run.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while len(workers := psutil.Process(run.pid).children(recursive=True)) < 2:  # the pool's workers
+            assert time.monotonic() < deadline, "the fold workers never started"
+            time.sleep(0.2)
+        time.sleep(3)  # they import torch and start fitting
+        run.terminate()
+        stopped = time.monotonic()
+        out, _ = run.communicate(timeout=60)
+        assert out.strip() == "interrupted" and time.monotonic() - stopped < 20
+        assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE]
+    finally:  # a failing check leaves no process fitting for minutes
+        for process in [run, *workers]:
+            with contextlib.suppress(Exception):
+                process.kill()
