@@ -225,3 +225,40 @@ def test_the_loop_runs_on_a_champion_that_reads_text_and_vectors(tmp_path):
     assert whole.shape == (len(reference.hashes), len(champion.classes))
     np.testing.assert_allclose(chunked, whole)
     np.testing.assert_allclose(engine, whole, rtol=1e-6)  # executor batches, vectors loaded by part
+
+
+def test_watch_on_ray_stops_between_batches_when_terminated(scenario, ray_session, tmp_path):
+    """`cycle --watch` as a pod runs it: it decides a new batch on Ray, and SIGTERM while it waits for the
+    next one stops it cleanly (exit 0). Joining Ray used to replace its handler with Ray's abort (rc -6)."""
+    import shutil
+    import signal
+    import subprocess
+    import sys
+
+    import ray
+
+    workspace, _, _ = scenario
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)  # the module's workspace keeps its three decisions
+    inbox = tmp_path / "inbox" / "new-batch"
+    inbox.mkdir(parents=True)
+    for pdf in sorted((copy / "scenario" / "batches" / "B-shifted").glob("*.pdf"))[:20]:
+        shutil.copyfile(pdf, inbox / f"again-{pdf.name}")
+    (inbox / "extra.pdf").write_bytes(b"%PDF-1.4 not a real document")  # new bytes: a batch not seen before
+    address = ray.get_runtime_context().gcs_address
+    command = [sys.executable, "-m", "processing.cycle", "--watch", str(inbox.parent), "--interval", "1"]
+    command += ["--workspace", str(copy), "--ray-address", address, "--set", "train.classifiers=logreg"]
+    watch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        seen = []
+        for line in watch.stdout:  # until the batch is decided
+            seen.append(line)
+            if line.startswith("cycle batch-"):
+                break
+        assert seen and "already decided" not in seen[-1], "".join(seen[-20:])
+        watch.send_signal(signal.SIGTERM)
+        out, _ = watch.communicate(timeout=120)
+    finally:
+        watch.kill()
+    assert watch.returncode == 0, out[-2000:]
+    assert "watch stopped between batches" in out and "SIGTERM received" not in out
