@@ -263,6 +263,9 @@ def _flag_mistake(args: argparse.Namespace) -> str | None:
         return f"--reload-seconds {args.reload_seconds}: seconds >= 0 (0 = never reload)"
     if args.extract_workers is not None and args.extract_workers < 1:
         return f"--extract-workers {args.extract_workers}: at least 1 (or leave it out for the default)"
+    for root in args.paths_under:  # a mistyped folder would refuse every path, request after request
+        if "://" not in root and not Path(root).is_dir():
+            return f"--paths-under {root}: not a folder (give a folder, or an s3://bucket/prefix)"
     return None
 
 

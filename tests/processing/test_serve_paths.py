@@ -31,3 +31,12 @@ def test_uri_roots_match_by_prefix_without_dot_segments():
     assert not path_allowed("s3://bucket/inbox/../private/a.pdf", roots)
     assert not path_allowed("s3://other/inbox/a.pdf", roots)
     assert not path_allowed("/etc/passwd", roots)
+
+
+def test_a_mistyped_paths_under_folder_is_refused_before_the_service_starts(tmp_path, capsys):
+    from processing.serve import main
+
+    assert main(["--paths-under", str(tmp_path / "no-such-folder"), "--workspace", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: --paths-under {tmp_path / 'no-such-folder'}: not a folder (give a folder, or an s3://bucket/prefix)"
+    )
