@@ -20,6 +20,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import signal
+import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -433,14 +435,48 @@ class FeatureStore(VersionsMixin, CyclesMixin):
 
 
 class _Transaction:
+    """One write, committed whole or rolled back. Ctrl-C and SIGTERM are held until it ends: a signal
+    that lands inside DuckDB's or Arrow's C code comes back as a DuckDB error rather than the interrupt
+    (a traceback and exit 1, not the conductors' one line and 130), and would throw away a batch that
+    was a moment from being saved. A second signal of the same kind stops at once (rolled back)."""
+
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
+        self._held: dict[int, Any] = {}
+        self._received: list[int] = []
 
     def __enter__(self) -> None:
+        self._hold_signals()
         self.con.execute("BEGIN TRANSACTION")
 
     def __exit__(self, exc_type: object, *_: object) -> None:
-        self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+        try:
+            self.con.execute("ROLLBACK" if exc_type else "COMMIT")
+        finally:
+            self._deliver_signals()
+
+    def _hold_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # only the main thread may set handlers, and only it receives Python's signals
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            # None: a handler set outside Python, which cannot be put back; an ignored signal stays ignored.
+            if handler not in (None, signal.SIG_IGN):
+                self._held[signum] = handler
+                signal.signal(signum, self._note)
+
+    def _note(self, signum: int, _frame: object) -> None:
+        if signum in self._received:
+            raise KeyboardInterrupt
+        self._received.append(signum)
+
+    def _deliver_signals(self) -> None:
+        for signum, handler in self._held.items():
+            signal.signal(signum, handler)
+        self._held.clear()
+        for signum in self._received:
+            signal.raise_signal(signum)  # now to the handler the process had: the interrupt, once saved
+        self._received.clear()
 
 
 def _now() -> datetime:
@@ -448,8 +484,8 @@ def _now() -> datetime:
 
 
 class _Interruptible:
-    """The DuckDB connection, except that Ctrl-C stays a KeyboardInterrupt. A SIGINT that lands while a
-    query runs is turned by DuckDB into its own InterruptException, which would escape the conductors'
+    """The DuckDB connection, except that Ctrl-C stays a KeyboardInterrupt. DuckDB turns a SIGINT that
+    lands in its calls into errors of its own (see _is_interrupt), which would escape the conductors'
     one-line handling of Ctrl-C as a traceback (exit 1 instead of 130)."""
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
@@ -457,6 +493,9 @@ class _Interruptible:
 
     def execute(self, *args: Any) -> duckdb.DuckDBPyConnection:
         return _as_keyboard_interrupt(self._con.execute, *args)
+
+    def register(self, *args: Any) -> duckdb.DuckDBPyConnection:
+        return _as_keyboard_interrupt(self._con.register, *args)  # it reads the Arrow data it is given
 
     def sql(self, *args: Any, **kwargs: Any) -> _InterruptibleRelation:
         return _InterruptibleRelation(self._con.sql(*args, **kwargs))  # runs when its rows are fetched
@@ -476,5 +515,18 @@ class _InterruptibleRelation:
 def _as_keyboard_interrupt(call: Any, *args: Any) -> Any:
     try:
         return call(*args)
-    except duckdb.InterruptException as error:
-        raise KeyboardInterrupt from error
+    except (duckdb.InterruptException, duckdb.InvalidInputException, RuntimeError) as error:
+        if _is_interrupt(error):
+            raise KeyboardInterrupt from error
+        raise
+
+
+def _is_interrupt(error: Exception) -> bool:
+    """DuckDB reports Ctrl-C three ways, depending on where the signal lands: mid-query as its own
+    InterruptException, while it waits for the query to start as RuntimeError("Query interrupted"), and
+    inside Arrow code it reads as bad input that names the KeyboardInterrupt."""
+    if isinstance(error, duckdb.InterruptException):
+        return True
+    if isinstance(error, duckdb.InvalidInputException):
+        return "KeyboardInterrupt" in str(error)
+    return str(error) == "Query interrupted"
