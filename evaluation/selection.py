@@ -265,7 +265,15 @@ def _run(folds: list[_Fold], workers: int) -> Iterator[tuple[_Fold, list[np.ndar
     threads = max(1, len(os.sched_getaffinity(0)) // workers)  # the cores this process may use, shared
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=(threads,))
     try:
-        pending = {pool.submit(_fit_fold, fold): fold for fold in folds}
+        # The workers start with Ctrl-C held (a blocked signal stays blocked across exec) until their
+        # start-up has set its handler: a Ctrl-C to the terminal's process group while they import
+        # would print a KeyboardInterrupt traceback from each. The driver is not slowed: a signal its
+        # main thread holds is taken by one of its other threads, and Python still runs the handler.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            pending = {pool.submit(_fit_fold, fold): fold for fold in folds}  # spawns the workers
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         for future in as_completed(pending):
             yield pending[future], future.result()
     except BaseException:
@@ -287,6 +295,7 @@ def _worker_start(threads: int) -> None:
 
     threadpool_limits(threads)
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # held since the driver spawned it
 
 
 def _take(x: Any, rows: np.ndarray) -> Any:

@@ -197,3 +197,52 @@ def test_an_interrupted_selection_ends_its_folds_in_flight_instead_of_waiting_fo
         for process in [run, *workers]:
             with contextlib.suppress(Exception):
                 process.kill()
+
+
+SLOW_STARTING_WORKERS = """
+import time
+
+if __name__ != "__main__":  # a fold worker importing the driver's main module, as spawn does
+    time.sleep(2)  # what a real driver's imports take (torch, Ray, MLflow)
+else:
+""" + "\n".join("    " + line for line in SLOW_SELECTION.strip().splitlines())
+
+
+def test_ctrl_c_while_the_fold_workers_start_is_one_quiet_interruption(tmp_path):
+    """Ctrl-C in a terminal reaches the whole process group, fold workers included, and may land while
+    they still import, before their own handler is set: each printed a KeyboardInterrupt traceback
+    under the run's one-line message. They now start with Ctrl-C held until they can take it. Here the
+    workers get the signal a moment before the driver, which then ends them as it does on Ctrl-C."""
+    import contextlib
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    script = tmp_path / "driver.py"
+    script.write_text(SLOW_STARTING_WORKERS)
+    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    workers: list[psutil.Process] = []
+    try:
+        assert run.stdout.readline().strip() == "ready"
+        deadline = time.monotonic() + 60
+        while len(workers := psutil.Process(run.pid).children(recursive=True)) < 2:
+            assert time.monotonic() < deadline, "the fold workers never started"
+            time.sleep(0.02)
+        time.sleep(0.5)  # past Python's own start-up, into the import
+        for worker in workers:
+            worker.send_signal(signal.SIGINT)
+        time.sleep(0.5)
+        os.kill(run.pid, signal.SIGINT)
+        out, err = run.communicate(timeout=60)
+        assert out.strip() == "interrupted"
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        _, alive = psutil.wait_procs(workers, timeout=10)
+        assert not alive
+    finally:
+        for process in [run, *workers]:
+            with contextlib.suppress(Exception):
+                process.kill()

@@ -1,3 +1,4 @@
+import signal
 import subprocess
 import sys
 import time
@@ -238,3 +239,33 @@ def test_sigterm_after_joining_ray_reaches_our_handler_not_rays_abort(ray_sessio
         [sys.executable, "-c", SIGTERM_AFTER_JOINING, mode, address], capture_output=True, text=True, timeout=120
     )
     assert (done.returncode, done.stdout.strip()) == (0, expected), done.stderr[-500:]
+
+
+SIGNAL_AT_EXIT = """
+import atexit, os, signal, sys, time
+from processing import engine
+
+def signal_while_ray_shuts_down():  # runs after start_ray's exit hook and before Ray's own shutdown
+    os.kill(os.getpid(), getattr(signal, sys.argv[1]))
+    time.sleep(5)
+
+atexit.register(signal_while_ray_shuts_down)
+signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's Ctrl-C, even under nohup
+engine.start_ray(sys.argv[2])
+print("work done and saved")
+"""
+
+
+@pytest.mark.parametrize("signal_name", ["SIGINT", "SIGTERM"])
+def test_a_signal_while_ray_shuts_down_at_exit_ends_quietly(ray_session, signal_name):
+    """A Ctrl-C or SIGTERM in the second that Ray's shutdown takes at exit, after the summary, printed a
+    KeyboardInterrupt traceback from inside Ray ("Exception ignored in atexit callback") over a finished run."""
+    import ray
+
+    address = ray.get_runtime_context().gcs_address
+    done = subprocess.run(
+        [sys.executable, "-c", SIGNAL_AT_EXIT, signal_name, address], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.strip() == "work done and saved"
+    assert "Traceback" not in done.stderr, done.stderr[-1500:]
+    assert done.returncode == 128 + getattr(signal, signal_name)
