@@ -61,3 +61,27 @@ def test_an_unreachable_server_is_named_without_its_password():
     with pytest.raises(ConnectionError, match=r"server http://\*\*\*@127\.0\.0\.1:\d+ does not answer") as err:
         tracking.check_reachable(f"http://me:s3cret@127.0.0.1:{free_port()}", timeout_s=2)
     assert "s3cret" not in str(err.value)
+
+
+def test_an_interrupted_run_is_killed_in_mlflow_and_a_failed_one_failed(tmp_path):
+    """Ctrl-C or SIGTERM (a KeyboardInterrupt to the conductors) leaves the pipeline run and the classifier
+    run inside it KILLED, as MLflow marks a run stopped by hand; an error leaves them FAILED."""
+    import pytest
+
+    tracking.setup(f"sqlite:///{tmp_path / 'm.db'}", "t", tmp_path / "art")
+    ids = {}
+    for stop, error in (("interrupted", KeyboardInterrupt), ("broken", ValueError)):
+        with (
+            pytest.raises(error),
+            tracking.pipeline_run(stop, {}, {}) as ids[stop],
+            tracking.child_run(f"{stop}-logreg", {}) as ids[f"{stop}-logreg"],
+        ):
+            raise error
+    statuses = {name: mlflow.get_run(run_id).info.status for name, run_id in ids.items()}
+    assert statuses == {
+        "interrupted": "KILLED",
+        "interrupted-logreg": "KILLED",
+        "broken": "FAILED",
+        "broken-logreg": "FAILED",
+    }
+    assert mlflow.active_run() is None
