@@ -224,7 +224,13 @@ def test_ctrl_c_while_the_fold_workers_start_is_one_quiet_interruption(tmp_path)
 
     script = tmp_path / "driver.py"
     script.write_text(SLOW_STARTING_WORKERS)
-    run = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a terminal's Ctrl-C, not nohup's
+    )
     workers: list[psutil.Process] = []
     try:
         assert run.stdout.readline().strip() == "ready"
