@@ -71,3 +71,38 @@ def test_fusion_reads_text_and_vectors_side_by_side():
     model = train_classifier("fusion", fused_rows(texts, vectors), y, TrainConfig(fusion_weight=2.0))
     assert score(y, model.predict(fused_rows(texts, vectors)))["accuracy"] == 1.0
     np.testing.assert_allclose(model.predict_proba(fused_rows(texts[:3], vectors[:3])).sum(axis=1), 1.0, atol=1e-6)
+
+
+def test_ctrl_c_during_a_fit_stops_at_once_not_when_the_fit_returns():
+    """Python runs a signal handler only between bytecodes: Ctrl-C or SIGTERM during one long C call
+    (liblinear fitting svm takes minutes at 75k) waited for it to return. The fit now runs in a thread and
+    the caller takes the interrupt at once, while the fit is still running."""
+    import os
+    import signal
+    import threading
+
+    from training.fit import fit
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(600, 16)).astype(np.float32), np.repeat(np.array(["a", "b", "c"]), 200)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)  # a terminal's Ctrl-C, even under nohup
+    timer = threading.Timer(0.5, os.kill, [os.getpid(), signal.SIGINT])
+    try:
+        timer.start()
+        with pytest.raises(KeyboardInterrupt):
+            fit("mlp", x, y, TrainConfig(mlp_epochs=1000), "cpu")
+    finally:
+        timer.cancel()
+        signal.signal(signal.SIGINT, previous)
+    fitting = [t for t in threading.enumerate() if t.name == "docscale-fit"]
+    assert fitting and fitting[0].is_alive()  # the interrupt did not wait for the fit
+    fitting[0].join()  # left to finish in a real run's exit; here, before the next test
+
+
+def test_an_error_in_a_fit_reaches_the_caller_with_its_traceback():
+    from training.fit import fit
+
+    x, y = np.zeros((4, 2), dtype=np.float32), np.array(["a", "a", "b", "b"])
+    with pytest.raises(ValueError, match="unknown classifier 'nope'") as raised:
+        fit("nope", x, y, TrainConfig(), "cpu")
+    assert "build_classifier" in "".join(str(entry.name) for entry in raised.traceback)
