@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# The decision words a cycle records (stable: dashboards and scripts match on them).
-DECISIONS = ("trained_first", "no_drift", "drift_no_labels", "promoted", "rejected")
+# The decision words a cycle records (stable: dashboards and scripts match on them). not_judged: the batch
+# had too few usable documents to test for drift; it is no evidence either way, so it is not "no_drift".
+DECISIONS = ("trained_first", "no_drift", "not_judged", "drift_no_labels", "promoted", "rejected")
 
 
 @dataclass(frozen=True)

@@ -307,8 +307,10 @@ def _cycle(
                 f"(< monitor.retrain_min_labels {m.retrain_min_labels})"
             )
         elif not usable:
+            result.decision = "not_judged"
             result.reason = f"no usable document in the batch (outcomes {result.outcomes}); nothing to judge"
         elif report.status != "judged":
+            result.decision = "not_judged"
             result.reason = f"batch too small to judge drift ({len(usable)} usable < monitor.min_batch {m.min_batch})"
     else:
         gated = retrain(config, store, champion, champion_entry, new_labels, batch.batch_id, clock, workspace, reason)

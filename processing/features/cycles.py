@@ -86,9 +86,13 @@ class CyclesMixin:
         return [json.loads(r[0]) for r in rows]
 
     def drift_streak(self) -> int:
-        """How many of the latest decisions in a row saw drift."""
+        """How many of the latest decisions in a row saw drift. A batch too small to judge is skipped: it
+        neither extends the streak nor breaks it."""
         streak = 0
-        for (detected,) in self.con.execute("SELECT drift_detected FROM decisions ORDER BY decided_at DESC").fetchall():
+        rows = self.con.execute(
+            "SELECT drift_detected FROM decisions WHERE decision <> 'not_judged' ORDER BY decided_at DESC"
+        ).fetchall()
+        for (detected,) in rows:
             if not detected:
                 break
             streak += 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 from collections import Counter
 from functools import partial
 
@@ -106,9 +107,17 @@ def test_bad_batches_are_one_line_errors_and_unreadable_only_batches_are_reporte
         (junk / f"{i}.pdf").write_bytes(b"not a pdf at all " * i)
     assert cycle_main(["--input", str(junk), *base, "--summary", str(tmp_path / "junk.json")]) == 0
     summary = json.loads((tmp_path / "junk.json").read_text())
-    assert summary["decision"] == "no_drift" and "no usable document" in summary["reason"]
+    assert summary["decision"] == "not_judged" and "no usable document" in summary["reason"]
     junk_rows = pq.read_table(summary["predictions"]).to_pylist()
     assert len(junk_rows) == 3 and all(r["label"] is None and r["message"] for r in junk_rows)
+    tiny = tmp_path / "tiny"  # five readable documents: scored, but too few to test for drift
+    tiny.mkdir()
+    for pdf in sorted(batch.glob("*.pdf"))[:5]:
+        shutil.copy(pdf, tiny / f"tiny-{pdf.name}")
+    assert cycle_main(["--input", str(tiny), *base, "--summary", str(tmp_path / "tiny.json")]) == 0
+    summary = json.loads((tmp_path / "tiny.json").read_text())
+    assert summary["decision"] == "not_judged" and "too small to judge drift (5 usable" in summary["reason"]
+    assert sum(r["label"] is not None for r in pq.read_table(summary["predictions"]).to_pylist()) == 5
 
 
 # After the batch's features are stored; while the challenger trains; as the gate registers it (MLflow's line).
@@ -230,7 +239,6 @@ def test_the_loop_runs_on_a_champion_that_reads_text_and_vectors(tmp_path):
 def test_watch_on_ray_stops_between_batches_when_terminated(scenario, ray_session, tmp_path):
     """`cycle --watch` as a pod runs it: it decides a new batch on Ray, and SIGTERM while it waits for the
     next one stops it cleanly (exit 0). Joining Ray used to replace its handler with Ray's abort (rc -6)."""
-    import shutil
     import signal
     import subprocess
     import sys

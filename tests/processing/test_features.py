@@ -278,3 +278,18 @@ def test_an_ignored_signal_stays_ignored_during_a_write(tmp_path):
         signal.signal(signal.SIGINT, previous)
     with FeatureStore(tmp_path / "f.duckdb") as store:
         assert store.embedder_dim("a") == 2
+
+
+def test_a_batch_too_small_to_judge_neither_extends_nor_breaks_the_drift_streak(tmp_path):
+    """The loop retrains after monitor.retrain_drift_streak drifting batches in a row; a tiny batch between
+    them says nothing about drift and must not reset the count."""
+    with FeatureStore(tmp_path / "f.duckdb") as store:
+        for batch, decision, drift in [
+            ("a", "drift_no_labels", True),
+            ("b", "not_judged", False),
+            ("c", "drift_no_labels", True),
+        ]:
+            store.record_decision(batch, {"decision": decision, "drift_detected": drift})
+        assert store.drift_streak() == 2
+        store.record_decision("d", {"decision": "no_drift", "drift_detected": False})
+        assert store.drift_streak() == 0
