@@ -25,11 +25,12 @@ from pathlib import PurePath
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold, train_test_split
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline
 
 from evaluation.metrics import bootstrap_macro_f1, score
 from training.classifiers import FUSED_INPUT, GRID, TEXT_INPUT, TrainConfig, build_classifier, train_classifier
+from training.memory import stratified_rows, take_rows
 
 
 @dataclass(frozen=True)
@@ -55,17 +56,6 @@ class CvScore:
             "cv_documents": float(self.documents),
             "cv_groups": float(self.groups),
         }
-
-
-def cv_sample(y: np.ndarray, max_documents: int, seed: int) -> np.ndarray:
-    """Row indices of a stratified sample of at most max_documents rows (all rows when fewer)."""
-    rows = np.arange(len(y))
-    if len(y) <= max_documents:
-        return rows
-    _, counts = np.unique(y, return_counts=True)
-    stratify = y if counts.min() >= 2 else None
-    sample, _ = train_test_split(rows, train_size=max_documents, stratify=stratify, random_state=seed)
-    return np.sort(sample)
 
 
 def folds_for(y: np.ndarray, wanted: int, groups: np.ndarray | None = None) -> int:
@@ -216,8 +206,8 @@ def _plan(
 ) -> _Plan:
     """The folds of `name` on the stratified sample of candidates[0] (no folds: nothing to cross-validate)."""
     config = candidates[0]
-    rows = cv_sample(y, config.cv_max_documents, config.seed)
-    x_cv, y_cv = _take(x, rows), y[rows]
+    rows = stratified_rows(y, config.cv_max_documents, config.seed)
+    x_cv, y_cv = take_rows(x, rows), y[rows]
     groups_cv = groups[rows] if groups is not None else None
     n_folds = folds_for(y_cv, config.cv_folds, groups_cv)
     n_groups = len(set(groups_cv)) if groups_cv is not None else 0
@@ -228,7 +218,7 @@ def _plan(
         else:
             splitter = StratifiedGroupKFold(n_folds, shuffle=True, random_state=config.seed)
         for fit_rows, score_rows in splitter.split(np.zeros(len(y_cv)), y_cv, groups_cv):
-            fitting, scoring = _take(x_cv, fit_rows), _take(x_cv, score_rows)
+            fitting, scoring = take_rows(x_cv, fit_rows), take_rows(x_cv, score_rows)
             folds.append(_Fold(name, tuple(candidates), device, fitting, y_cv[fit_rows], scoring, score_rows))
     return _Plan(name, candidates, y_cv, len(rows), n_groups, folds, n_folds)
 
@@ -296,7 +286,3 @@ def _worker_start(threads: int) -> None:
     threadpool_limits(threads)
     signal.signal(signal.SIGINT, lambda *_: os._exit(130))
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # held since the driver spawned it
-
-
-def _take(x: Any, rows: np.ndarray) -> Any:
-    return x[rows] if isinstance(x, np.ndarray) else [x[i] for i in rows]

@@ -173,9 +173,17 @@ def train_and_report(
                     scored = evaluate(trained.model, inputs.heldout(name), inputs.y_heldout, t.seed, title, png)
                 selection = {**cv.scalars(), **{f"param.{k}": v for k, v in cv.params.items()}} if cv else {}
                 log(f"{_selection_line(name, cv, scored.scalars['macro_f1'])}; fitted in {trained.seconds:.1f} s")
+                if trained.note:
+                    log(f"train: {name} {trained.note}")
+                    tracking.set_tags({"fit_note": trained.note})
                 with clock.stage("log_models"):
                     uri = _log_classifier(name, trained, scored, inputs, selection)
-            results[name] = {**scored.scalars, **selection, "train_seconds": trained.seconds}
+            results[name] = {
+                **scored.scalars,
+                **selection,
+                "train_seconds": trained.seconds,
+                "train_documents_fitted": trained.documents,
+            }
             per_class[name] = scored.per_class_f1
             models[name] = (trained.model, uri)
             settings[name] = setting
@@ -346,7 +354,10 @@ def _selection_score(row: dict[str, float]) -> float:
 def _refit_on_all(name: str, inputs: Inputs, setting: TrainConfig, device: str) -> Any:
     train, heldout = inputs.train(name), inputs.heldout(name)
     x = np.concatenate([train, heldout]) if isinstance(train, np.ndarray) else [*train, *heldout]
-    return fit(name, x, np.concatenate([inputs.y_train, inputs.y_heldout]), setting, device).model
+    trained = fit(name, x, np.concatenate([inputs.y_train, inputs.y_heldout]), setting, device)
+    if trained.note:
+        log(f"train: {name} refitted on every labelled document: {trained.note}")
+    return trained.model
 
 
 def _log_classifier(

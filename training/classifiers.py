@@ -54,7 +54,11 @@ class TrainConfig:
     # Model selection: stratified k-fold cross-validation on the training documents (at most this many,
     # a stratified sample) chooses each classifier's setting and the best classifier.
     cv_folds: int = 5
-    cv_max_documents: int = 3000  # the final fit uses every training document
+    cv_max_documents: int = 3000  # the final fit uses every training document that fits in memory
+    # The most memory (GiB) one final fit of a text classifier (tfidf, svm, fusion) may add; when all the
+    # documents would need more, it reads the largest stratified sample that fits, and says so
+    # (training/memory.py). 0 = three quarters of what is available when the fit starts.
+    fit_memory_gb: float = 0.0
     # Processes fitting folds side by side (each fold of each classifier is a task); 0 = one per CPU core.
     # Only selection runs in parallel: its sample is capped, while the final fits grow with the tier and
     # would multiply the peak memory.
@@ -79,6 +83,11 @@ class TrainConfig:
         for key in (*positive, "svm_c", "fusion_c", "fusion_weight", "cv_max_documents"):
             if not getattr(self, key) > 0:
                 raise ValueError(f"train.{key} must be > 0; got {getattr(self, key)}")
+        if not self.fit_memory_gb >= 0:
+            raise ValueError(
+                f"train.fit_memory_gb must be >= 0 (GiB; 0 = three quarters of the available memory); got"
+                f" {self.fit_memory_gb}"
+            )
         if self.cv_workers < 0:
             raise ValueError(f"train.cv_workers must be >= 0 (0 = one per CPU core); got {self.cv_workers}")
         if self.cv_folds < 2:

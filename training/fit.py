@@ -1,4 +1,4 @@
-"""Training one classifier: arrays (or texts) in, a fitted model and its cost out. Pure: no MLflow."""
+"""Training one classifier: arrays (or texts) in, a fitted model and its cost out. No MLflow."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from training.classifiers import TrainConfig, train_classifier
+from training.memory import available_bytes, fit_budget, stratified_rows, take_rows
 
 
 @dataclass
@@ -18,12 +19,20 @@ class Trained:
     name: str
     model: Any
     seconds: float
+    documents: int  # the documents it was fitted on: all it was given unless memory allowed fewer
+    note: str = ""  # why fewer, when fewer
 
 
 def fit(name: str, x: Any, y: np.ndarray, config: TrainConfig, device: str) -> Trained:
+    """The classifier fitted on x, y: on all of them, or on the largest stratified sample whose fit fits in
+    memory (training.memory) when all would not."""
     start = time.perf_counter()
+    budget = fit_budget(name, x, y, config, available_bytes())
+    if budget.documents < len(y):
+        rows = stratified_rows(y, budget.documents, config.seed)
+        x, y = take_rows(x, rows), y[rows]
     model = _stoppable(train_classifier, name, x, y, config, device)
-    return Trained(name, model, time.perf_counter() - start)
+    return Trained(name, model, time.perf_counter() - start, len(y), budget.note)
 
 
 def _stoppable(call: Callable[..., Any], *args: Any) -> Any:

@@ -5,7 +5,6 @@ import pytest
 
 from evaluation.selection import (
     cross_validate,
-    cv_sample,
     folds_for,
     groups_of,
     select_setting,
@@ -13,6 +12,7 @@ from evaluation.selection import (
     settings,
 )
 from training.classifiers import GRID, TrainConfig
+from training.memory import stratified_rows
 
 
 def _noisy_blobs(seed: int, n: int = 40, spread: float = 2.5):
@@ -45,10 +45,10 @@ def test_a_class_with_one_document_cannot_be_cross_validated():
 
 def test_the_sample_is_stratified_and_bounded():
     y = np.array(["a"] * 900 + ["b"] * 100)
-    rows = cv_sample(y, 200, seed=0)
+    rows = stratified_rows(y, 200, seed=0)
     assert len(rows) == 200 and len(set(rows)) == 200
     assert 15 <= (y[rows] == "b").sum() <= 25  # the class mix of the whole
-    assert len(cv_sample(y, 5000, seed=0)) == 1000
+    assert len(stratified_rows(y, 5000, seed=0)) == 1000
 
 
 @pytest.mark.parametrize("name", ["logreg", "sgd"])
