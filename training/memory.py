@@ -20,12 +20,14 @@ import numpy as np
 
 from training.classifiers import FUSED_INPUT, TrainConfig, build_classifier
 
-# What a final fit adds to the process at its peak, per non-zero of its feature matrix. Measured from the
-# driver's RSS while the 15k tier's final fits ran (README, "Memory at 75k"): svm +1.54 GiB for 44.3M
-# non-zeros (37 bytes each; 41 on half the documents, whose fixed costs weigh more); tfidf +0.32 GiB for
-# 6.3M (counting every word pair before the vocabulary is pruned weighs more than the matrix); fusion
-# +0.45 GiB for 12.1M (its words and the embedding's values).
-BYTES_PER_NONZERO = {"svm": 40, "tfidf": 54, "fusion": 40}
+# What a final fit adds to the process at its peak: a part that hardly grows with the documents (the
+# vocabularies counted before they are pruned, the fitted model) and a part a non-zero of its feature
+# matrix. Measured from the driver's RSS while final fits ran on the 15k tier (README, "Memory at 75k"):
+# svm +1.54 GiB for 44.3M non-zeros (all 14,932 documents) and +0.86 GiB for 22.4M (7,553), hence 256 MiB
+# and 30 bytes a non-zero; tfidf +0.32 GiB for 6.3M and fusion +0.45 GiB for 12.1M (its words and the
+# embedding's values), measured at one size only, so their fixed part is inside their bytes a non-zero.
+FIXED_BYTES = {"svm": 256 * 2**20, "tfidf": 0, "fusion": 0}
+BYTES_PER_NONZERO = {"svm": 30, "tfidf": 54, "fusion": 40}
 SAMPLE_DOCUMENTS = 1000  # their non-zeros a document were within 5% of all 14,932's at 15k
 MIN_DOCUMENTS = 200  # a fit on fewer would be a worse model than the user can fix by adding memory
 DEFAULT_SHARE = 0.75  # of the memory available when the fit starts (train.fit_memory_gb = 0)
@@ -69,22 +71,23 @@ def fit_budget(name: str, x: Any, y: np.ndarray, config: TrainConfig, available:
         return Budget(len(y))
     # No document has more non-zeros than the features kept: below that bound, nothing to measure.
     most = config.tfidf_max_features * (2 if name == "svm" else 1) + (4096 if name in FUSED_INPUT else 0)
-    if len(y) * most * BYTES_PER_NONZERO[name] <= budget:
+    fixed = FIXED_BYTES[name]
+    if fixed + len(y) * most * BYTES_PER_NONZERO[name] <= budget:
         return Budget(len(y))
     per_document = bytes_per_document(name, take_rows(x, stratified_rows(y, SAMPLE_DOCUMENTS, config.seed)), config)
-    if len(y) * per_document <= budget:
+    if fixed + len(y) * per_document <= budget:
         return Budget(len(y))
-    documents = min(len(y), max(MIN_DOCUMENTS, int(budget // per_document)))
+    documents = min(len(y), max(MIN_DOCUMENTS, int((budget - fixed) // per_document)))
     return Budget(
         documents,
         f"fitted on a stratified {documents:,} of {len(y):,} documents: all would need ~"
-        f"{len(y) * per_document / 2**30:.2f} GiB, over {source} ({budget / 2**30:.2f} GiB);"
+        f"{(fixed + len(y) * per_document) / 2**30:.2f} GiB, over {source} ({budget / 2**30:.2f} GiB);"
         " more memory or a larger train.fit_memory_gb fits more",
     )
 
 
 def bytes_per_document(name: str, sample: Any, config: TrainConfig) -> float:
-    """The final fit's peak a document, from the non-zeros of its features on `sample`."""
+    """The final fit's peak a document beyond its fixed part, from the non-zeros of its features on `sample`."""
     features = build_classifier(name, config)[:-1].fit_transform(sample)
     return features.nnz / max(1, features.shape[0]) * BYTES_PER_NONZERO[name]
 
