@@ -7,6 +7,7 @@ ConfigError with a one-line message that names the key and says how to fix it.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import inspect
 import io
@@ -154,6 +155,10 @@ def _coerce(key: str, value: Any, hint: Any, source: str) -> Any:
         return value
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
         return value
+    if hint is float and isinstance(value, str):
+        # PyYAML reads YAML 1.1, where 1e-5 (no dot in it) is a string, not a number: read it as meant.
+        with contextlib.suppress(ValueError):
+            value = float(value)
     if hint is float and isinstance(value, (int, float)) and not isinstance(value, bool):
         if not math.isfinite(value):  # .inf / .nan pass YAML and every comparison below; stop them here
             raise ConfigError(f"{source}: {key} must be a finite number; got {value!r}")

@@ -15,6 +15,16 @@ def test_tier_sets_train_size_and_set_overrides_win():
     assert config.flat()["corpus.heldout_size"] == config.corpus.heldout_size
 
 
+def test_numbers_in_exponent_notation_are_numbers(tmp_path):
+    """YAML 1.1 (PyYAML) reads 1e-5 as a string; a user writing it means the number."""
+    path = tmp_path / "mine.yaml"
+    path.write_text("train:\n  sgd_alpha: 2e-5\n")
+    config = load_config("50", path, overrides=["train.fit_memory_gb=1E-3", "train.logreg_c=3e2"])
+    assert (config.train.sgd_alpha, config.train.fit_memory_gb, config.train.logreg_c) == (2e-5, 1e-3, 300.0)
+    with pytest.raises(ConfigError, match=re.escape("train.sgd_alpha must be float; got '1e-5x'")):
+        load_config("50", overrides=["train.sgd_alpha=1e-5x"])
+
+
 def test_config_file_overrides_tier(tmp_path):
     path = tmp_path / "mine.yaml"
     path.write_text("corpus:\n  heldout_size: 12\nembed:\n  device: cpu\n")
