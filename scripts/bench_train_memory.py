@@ -4,7 +4,9 @@
 
 Each measurement runs in a fresh process (so each peak is its own), side by side in one run: the
 process' base after loading the texts, the peak of the classifier's feature steps (fit_transform of all
-but the last pipeline step), and the peak of the whole fit. Text classifiers only (tfidf, svm). Then the
+but the last pipeline step), and the peak of the whole fit, beside what docscale estimates that fit adds
+before it starts (training/memory.py: its features counted on a sample of 1,000 documents; the fit reads
+fewer documents when the estimate is over its budget). Text classifiers only (tfidf, svm). Then the
 character 2-5-grams alone (svm's larger half), counted as svm counts them and hashed in chunks of 1,000
 documents (no vocabulary), to see whether hashing would lower the peak.
 """
@@ -22,7 +24,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PARTS = ("features", "fit", "chars-counted", "chars-hashed")
+PARTS = ("estimate", "features", "fit", "chars-counted", "chars-hashed")
 
 
 def peak_mib() -> float:
@@ -55,6 +57,12 @@ def measure(workspace: Path, classifier: str, documents: int, part: str) -> dict
     base, start = peak_mib(), time.monotonic()
     model = build_classifier(classifier, TrainConfig())
     nonzeros = 0
+    if part == "estimate":
+        from training.memory import FIXED_BYTES, SAMPLE_DOCUMENTS, bytes_per_document, stratified_rows, take_rows
+
+        sample = take_rows(np.asarray(texts, dtype=object), stratified_rows(y, SAMPLE_DOCUMENTS, 0))
+        estimate = FIXED_BYTES[classifier] + len(y) * bytes_per_document(classifier, sample, TrainConfig())
+        return {"estimate_mib": estimate / 2**20, "seconds": time.monotonic() - start}
     if part == "features":
         nonzeros = model[:-1].fit_transform(texts, y).nnz
     elif part == "fit":
@@ -87,6 +95,9 @@ def main() -> int:
             print(out.stderr.strip().splitlines()[-1], file=sys.stderr)
             return 1
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        if part == "estimate":
+            print(f"  {part:13s} {r['seconds']:6.0f} s  the fit adds ~{r['estimate_mib']:.0f} MiB (training/memory.py)")
+            continue
         extra = f", {r['nonzeros'] / 1e6:.1f}M non-zeros" if r["nonzeros"] else ""
         print(
             f"  {part:13s} {r['seconds']:6.0f} s  base {r['base_mib']:6.0f} MiB  peak {r['peak_mib']:6.0f} MiB"

@@ -78,11 +78,16 @@ def fit_budget(name: str, x: Any, y: np.ndarray, config: TrainConfig, available:
     if fixed + len(y) * per_document <= budget:
         return Budget(len(y))
     documents = min(len(y), max(MIN_DOCUMENTS, int((budget - fixed) // per_document)))
+    need = f"~{(fixed + len(y) * per_document) / 2**30:.2f} GiB, over {source} ({budget / 2**30:.2f} GiB)"
+    if documents == len(y):
+        return Budget(
+            documents,
+            f"fitted on all {len(y):,} documents though they may need {need}: a sample is never under {MIN_DOCUMENTS}",
+        )
     return Budget(
         documents,
-        f"fitted on a stratified {documents:,} of {len(y):,} documents: all would need ~"
-        f"{(fixed + len(y) * per_document) / 2**30:.2f} GiB, over {source} ({budget / 2**30:.2f} GiB);"
-        " more memory or a larger train.fit_memory_gb fits more",
+        f"fitted on a stratified {documents:,} of {len(y):,} documents: all would need {need}; more memory or"
+        " a larger train.fit_memory_gb fits more",
     )
 
 

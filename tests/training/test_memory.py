@@ -53,6 +53,8 @@ def test_the_embedding_classifiers_are_not_limited_and_the_default_budget_is_the
     assert fit_budget("svm", texts, y, TrainConfig(), available=10**12).documents == len(y)
     tight = fit_budget("svm", texts, y, TrainConfig(), available=2**20)  # 1 MiB free: the floor
     assert tight.documents == MIN_DOCUMENTS and "of the memory available" in tight.note
+    few = fit_budget("svm", texts[:150], y[:150], TrainConfig(), available=2**20)  # under the floor: all
+    assert few.documents == 150 and few.note.startswith("fitted on all 150 documents though")
     total = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0]) * 1024
     assert 0 < available_bytes() <= total
 
