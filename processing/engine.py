@@ -23,6 +23,7 @@ import ray
 from processing.embed import EmbedConfig
 from processing.progress import Progress
 from processing.scheduling import Cluster, EngineConfig, EngineStats, plan_batches
+from processing.signals import HeldSignals
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -36,19 +37,28 @@ def start_ray(address: str | None = None, num_cpus: int = 0) -> Cluster:
     Reuses a running one."""
     if not ray.is_initialized():
         previous = signal.getsignal(signal.SIGTERM)
-        if address:
-            ray.init(address=address, log_to_driver=False, configure_logging=False)
-        else:
+        if not address:
             _loopback_only()
             _start_reaper()
             _quiet_token_notice()
-            ray.init(
-                num_cpus=num_cpus or os.cpu_count() or 1,
-                include_dashboard=False,
-                log_to_driver=False,
-                configure_logging=False,
-                _node_ip_address="127.0.0.1",
-            )
+        # Ctrl-C during Ray's start (seconds) takes effect once it has started: landing inside it, the
+        # interrupt could be swallowed by a callback from Ray's C++ core (leaving logging's lock taken: a
+        # later thread hung), or leave Ray half-started, whose shutdown at exit could crash (SIGSEGV).
+        with HeldSignals():
+            try:
+                if address:
+                    ray.init(address=address, log_to_driver=False, configure_logging=False)
+                else:
+                    ray.init(
+                        num_cpus=num_cpus or os.cpu_count() or 1,
+                        include_dashboard=False,
+                        log_to_driver=False,
+                        configure_logging=False,
+                        _node_ip_address="127.0.0.1",
+                    )
+            except KeyboardInterrupt:  # a second Ctrl-C: stop now, and never run a half-started Ray's shutdown
+                atexit.register(_exit_without_ray_shutdown)
+                raise
         _keep_sigterm(previous)
         atexit.register(_end_quietly_on_signals)  # runs before Ray's own shutdown, registered at its import
     resources = ray.cluster_resources()
@@ -85,6 +95,16 @@ def _end_quietly_on_signals() -> None:
 
 def _exit_now(signum: int, frame: Any) -> None:
     os._exit(128 + signum)
+
+
+def _exit_without_ray_shutdown() -> None:
+    """After Ctrl-C stopped ray.init half-way, Ray's own shutdown at exit could crash the process with
+    SIGSEGV under the conductor's "interrupted" line (seen in 3 of 12 runs of `processing.run --tier 50`
+    interrupted 8-12 s in, on a loaded machine). Nothing of the run has started: end as interrupted (130),
+    leaving the half-started Ray's processes to the reaper, as every exit of a local Ray's driver does."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _loopback_only() -> None:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import signal
-import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -37,6 +35,7 @@ from ingestion.extract import TRANSIENT, FileRecord
 from ingestion.sources import display_path
 from processing.features.cycles import CYCLE_SCHEMA, CyclesMixin
 from processing.features.versions import Member, VersionsMixin
+from processing.signals import HeldSignals
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS extractions (
@@ -442,41 +441,21 @@ class _Transaction:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self.con = con
-        self._held: dict[int, Any] = {}
-        self._received: list[int] = []
+        self._signals = HeldSignals()
 
     def __enter__(self) -> None:
-        self._hold_signals()
-        self.con.execute("BEGIN TRANSACTION")
+        self._signals.__enter__()
+        try:
+            self.con.execute("BEGIN TRANSACTION")
+        except BaseException:
+            self._signals.__exit__()
+            raise
 
     def __exit__(self, exc_type: object, *_: object) -> None:
         try:
             self.con.execute("ROLLBACK" if exc_type else "COMMIT")
         finally:
-            self._deliver_signals()
-
-    def _hold_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # only the main thread may set handlers, and only it receives Python's signals
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            handler = signal.getsignal(signum)
-            # None: a handler set outside Python, which cannot be put back; an ignored signal stays ignored.
-            if handler not in (None, signal.SIG_IGN):
-                self._held[signum] = handler
-                signal.signal(signum, self._note)
-
-    def _note(self, signum: int, _frame: object) -> None:
-        if signum in self._received:
-            raise KeyboardInterrupt
-        self._received.append(signum)
-
-    def _deliver_signals(self) -> None:
-        for signum, handler in self._held.items():
-            signal.signal(signum, handler)
-        self._held.clear()
-        for signum in self._received:
-            signal.raise_signal(signum)  # now to the handler the process had: the interrupt, once saved
-        self._received.clear()
+            self._signals.__exit__()
 
 
 def _now() -> datetime:

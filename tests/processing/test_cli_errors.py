@@ -221,3 +221,29 @@ def test_commands_that_read_models_name_a_missing_registry_and_create_none(tmp_p
     assert predict_main(["--input", str(tmp_path), "--workspace", str(missing)]) == 2
     assert "train first" in _one_line_error(capsys)
     assert not missing.exists() and not (tmp_path / "copy").exists()
+
+
+def test_ctrl_c_while_a_command_imports_its_libraries_ends_quietly(tmp_path):
+    """The first seconds of every `python -m processing.X` import torch, Ray and MLflow; Ctrl-C then
+    printed Python's traceback of whichever import it stopped. Nothing has started: one line, 130."""
+    import signal
+    import time
+    from pathlib import Path
+
+    workspace = tmp_path / "ws"
+    command = subprocess.Popen(
+        [sys.executable, "-m", "processing.run", "--tier", "50", "--workspace", str(workspace)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),  # a terminal's Ctrl-C, even under nohup
+    )
+    deadline = time.monotonic() + 60
+    while "_multiarray_umath" not in (maps := Path(f"/proc/{command.pid}/maps").read_text()):  # numpy: importing
+        assert time.monotonic() < deadline and command.poll() is None, "the command never started importing"
+        time.sleep(0.005)
+    assert "libtorch" not in maps  # torch, Ray and MLflow are still to come: seconds of imports
+    command.send_signal(signal.SIGINT)
+    out, err = command.communicate(timeout=60)
+    assert (command.returncode, err) == (130, "interrupted: nothing had started\n"), err[-1500:]
+    assert not workspace.exists()
