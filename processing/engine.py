@@ -99,9 +99,10 @@ def _exit_now(signum: int, frame: Any) -> None:
 
 def _exit_without_ray_shutdown() -> None:
     """After Ctrl-C stopped ray.init half-way, Ray's own shutdown at exit could crash the process with
-    SIGSEGV under the conductor's "interrupted" line (seen in 3 of 12 runs of `processing.run --tier 50`
-    interrupted 8-12 s in, on a loaded machine). Nothing of the run has started: end as interrupted (130),
-    leaving the half-started Ray's processes to the reaper, as every exit of a local Ray's driver does."""
+    SIGSEGV under the conductor's "interrupted" line (6 of 16 runs of `processing.run --tier 50` interrupted
+    4-13 s in while the test suite ran; 1 of 10 with one core busy). Nothing of the run has started: end as
+    interrupted (130), leaving the half-started Ray's processes to the reaper, as every exit of a local
+    Ray's driver does."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(130)
