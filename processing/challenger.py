@@ -35,9 +35,10 @@ def retrain(
     clock: Stopwatch,
     workspace: Path,
     reason: str,
+    run_id: str,
 ) -> GateDecision:
     """A challenger on the champion's training version plus the new labels (a share kept aside to judge
-    it on), registered and gated by training.gate.challenge_gate."""
+    it on), registered and gated by training.gate.challenge_gate. `run_id`: the cycle's run in the workspace."""
     base = store.version(champion.feature_version)
     old = store.version_members(champion.feature_version)
     recent = {h: y for h, y in new_labels.items() if kept_aside(h)}
@@ -83,7 +84,9 @@ def retrain(
         workspace=workspace,
         clock=clock,
     )
-    state.tags = {"cycle_batch": batch_id, "parent_feature_version": champion.feature_version}
+    # docscale_run names the workspace's run (the cycle), so that a later run can tell these MLflow runs
+    # are over if the cycle is killed (tracking.end_abandoned_runs).
+    state.tags = {"cycle_batch": batch_id, "parent_feature_version": champion.feature_version, "docscale_run": run_id}
     # An embedding champion is challenged by embedding classifiers (fast to retrain, as the scenario expects);
     # one that reads text by the configured classifiers, its own kind among them.
     if champion.needs_text:

@@ -31,6 +31,7 @@ from pathlib import Path
 from types import FrameType
 
 from processing.config import ConfigError, load_config
+from processing.out_of_space import out_of_space_error, out_of_space_message
 from processing.prediction_rows import labels_line
 
 
@@ -93,6 +94,11 @@ def one_cycle(args: argparse.Namespace, input_dir: str, labels: str | None) -> i
             file=sys.stderr,
         )
         return 130
+    except Exception as exc:
+        if (full := out_of_space_error(exc)) is None:
+            raise
+        print(f"error: {out_of_space_message(full, args.workspace)}", file=sys.stderr)
+        return 1
     data = asdict(result)
     drift = result.drift
     note = " (already decided: recorded result)" if result.already_decided else ""
@@ -123,7 +129,8 @@ def _drift_line(drift: dict) -> str:
 
 def watch(args: argparse.Namespace) -> int:
     """Cycle every sub-folder of --watch not seen yet, in name order (labels for batch X in X.labels.csv
-    beside it); look again every interval. A batch decided before is only reported again."""
+        beside it); look again every interval. A batch decided before is only reported again; one whose cycle
+    failed for a passing reason is tried again at the next look."""
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
@@ -140,9 +147,13 @@ def watch(args: argparse.Namespace) -> int:
                 continue
             labels = batch.with_name(batch.name + ".labels.csv")  # beside the folder, not a file of the batch
             code = one_cycle(args, str(batch), str(labels) if labels.exists() else None)
-            seen.add(str(batch))
             if code == 130:
                 return code
+            if code == 1:  # a passing cause (a full disk, a run holding the workspace): at the next look, this
+                # batch again before any later one, since each cycle starts from the champion the last one left
+                print(f"[docscale] {batch.name}: tried again in {args.interval:g} s", file=sys.stderr, flush=True)
+                break
+            seen.add(str(batch))  # decided, or a mistake of its own (exit 2) that waits for a restart
         if not stop.requested:
             deadline = time.monotonic() + args.interval
             while time.monotonic() < deadline and not stop.requested:

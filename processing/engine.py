@@ -6,6 +6,7 @@ tests and a cluster submission all go through here, and only the address and res
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -312,11 +313,28 @@ def map_batches(
             progress.update(len(batch))
             yield results
 
-    for batch in plan_batches(items, batch_size, min_batch_size, total, slots):
-        submit(batch)
-        yield from drain(max_in_flight - 1)
-    yield from drain(0)
+    try:
+        for batch in plan_batches(items, batch_size, min_batch_size, total, slots):
+            submit(batch)
+            yield from drain(max_in_flight - 1)
+        yield from drain(0)
+    except Exception:  # the run stops on this error: the batches still in flight will never be read
+        _abandon(list(pending))
+        raise
     progress.close()
+
+
+def _abandon(refs: list[ray.ObjectRef], wait_s: float = 2.0) -> None:
+    """Cancel tasks whose results nobody will read, and read the errors that cancelling gives them: Ray
+    prints every error result dropped unread as an "Unhandled error" with its traceback, so a full disk
+    printed one per batch in flight after the line that said why the run stopped. A task stuck in C code
+    past `wait_s` is left to Ray's shutdown."""
+    for ref in refs:
+        ray.cancel(ref)
+    ready, _ = ray.wait(refs, num_returns=len(refs), timeout=wait_s) if refs else ([], [])
+    for ref in ready:
+        with contextlib.suppress(Exception):
+            ray.get(ref, timeout=0)
 
 
 @ray.remote

@@ -16,6 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from processing.out_of_space import out_of_space_error, out_of_space_message
 from training import tracking
 
 
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
+        if (full := out_of_space_error(exc)) is not None:  # the copy is made beside --out, then renamed
+            print(f"error: {out_of_space_message(full, args.workspace, {'--out': args.out.parent})}", file=sys.stderr)
+            return 1
         if type(exc).__name__ == "MlflowException":  # no such model, alias or registry
             print(f"error: {args.model}: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 2

@@ -313,7 +313,9 @@ def _cycle(
             result.decision = "not_judged"
             result.reason = f"batch too small to judge drift ({len(usable)} usable < monitor.min_batch {m.min_batch})"
     else:
-        gated = retrain(config, store, champion, champion_entry, new_labels, batch.batch_id, clock, workspace, reason)
+        gated = retrain(
+            config, store, champion, champion_entry, new_labels, batch.batch_id, clock, workspace, reason, run_id
+        )
         result.decision, result.reason = gated.decision, f"{reason}; {gated.reason}"
         result.challenger_version = gated.challenger_version
         after = tracking.champion(config.train.registry_model)

@@ -32,6 +32,7 @@ from processing.build import embed_stage, extract_stage
 from processing.config import ConfigError, load_config
 from processing.embed import embedder_id
 from processing.features import FeatureStore, WorkspaceDamagedError, WorkspaceLockedError
+from processing.out_of_space import out_of_space_error, out_of_space_message
 from processing.pipeline import start_executor
 from processing.prediction_rows import labels_line, write_prediction_file
 from processing.progress import Stopwatch, log
@@ -132,6 +133,9 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: extractions and embeddings so far are saved; run it again to resume", file=sys.stderr)
         return 130
     except Exception as exc:
+        if (full := out_of_space_error(exc)) is not None:  # before MLflow's own: SQLite's "disk is full" is one
+            print(f"error: {out_of_space_message(full, workspace, {'--out': args.out.parent})}", file=sys.stderr)
+            return 1
         if type(exc).__name__ == "MlflowException":  # no such model, alias or registry
             print(f"error: {args.model}: {str(exc).splitlines()[0]}", file=sys.stderr)
             return 1

@@ -90,18 +90,22 @@ def write_prediction_file(
     writer = pacsv.CSVWriter(str(tmp), schema) if csv else pq.ParquetWriter(str(tmp), schema)
     written = Written()
     try:
-        for start in range(0, len(paths), CHUNK):
-            table = prediction_rows(paths[start : start + CHUNK], files, probabilities, schema)
-            rows = zip(*(table.column(name).to_pylist() for name in ("label", "probability", "outcome")), strict=True)
-            for label, probability, outcome in rows:
-                if label is None:
-                    written.without[outcome] += 1
-                else:
-                    written.labels[label] += 1
-                    written.uncertain += probability < UNCERTAIN
-            writer.write_table(table)
-    finally:
-        writer.close()
+        try:
+            for start in range(0, len(paths), CHUNK):
+                table = prediction_rows(paths[start : start + CHUNK], files, probabilities, schema)
+                columns = (table.column(name).to_pylist() for name in ("label", "probability", "outcome"))
+                for label, probability, outcome in zip(*columns, strict=True):
+                    if label is None:
+                        written.without[outcome] += 1
+                    else:
+                        written.labels[label] += 1
+                        written.uncertain += probability < UNCERTAIN
+                writer.write_table(table)
+        finally:
+            writer.close()
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a partial file, maybe on a full disk
+        raise
     tmp.replace(out)
     return written
 

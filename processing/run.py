@@ -23,6 +23,7 @@ from pathlib import Path
 
 from processing.config import TIERS, ConfigError, load_config
 from processing.embed import DEVICES
+from processing.out_of_space import out_of_space_error, out_of_space_message
 from processing.pipeline import export_run_metrics, run_pipeline
 
 
@@ -71,6 +72,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return _run(args)
+    except Exception as exc:
+        if (full := out_of_space_error(exc)) is None:
+            raise
+        print(f"error: {out_of_space_message(full, args.workspace)}", file=sys.stderr)
+        return 1
+
+
+def _run(args: argparse.Namespace) -> int:
     tiers = args.ladder_tiers.split(",") if args.tier == "ladder" else [args.tier]
     try:
         configs = {tier: load_config(tier, args.config, args.overrides) for tier in tiers}
@@ -89,10 +100,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    problem = _workspace_problem(Path(args.workspace))
+    if not problem and args.feature_version and not (Path(args.workspace) / "features.duckdb").exists():
+        problem = f"holds no feature store, so no {args.feature_version}; run without --feature-version first"
+    if problem:
+        print(f"error: --workspace {args.workspace}: {problem}", file=sys.stderr)
+        return 2
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from training.tracking import check_reachable
 
-    try:  # before the first stage, not after the pipeline ran
+    try:  # before the first stage, not after the pipeline ran (a new SQLite database is created here)
         for config in configs.values():
             check_reachable(config.mlflow.uri(Path(args.workspace).resolve()))
     except ConnectionError as exc:
@@ -103,13 +120,6 @@ def main(argv: list[str] | None = None) -> int:
     from processing.embed import ModelNotFoundError
     from processing.engine import EmbeddingLost
     from processing.features import UnknownVersionError, WorkspaceDamagedError, WorkspaceLockedError
-
-    problem = _workspace_problem(Path(args.workspace))
-    if not problem and args.feature_version and not (Path(args.workspace) / "features.duckdb").exists():
-        problem = f"holds no feature store, so no {args.feature_version}; run without --feature-version first"
-    if problem:
-        print(f"error: --workspace {args.workspace}: {problem}", file=sys.stderr)
-        return 2
 
     summaries = []
     for tier, config in configs.items():

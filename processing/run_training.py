@@ -142,7 +142,11 @@ def train_and_report(
         inputs = _inputs(store, version_id, needs_texts=bool((TEXT_INPUT | FUSED_INPUT) & set(t.classifiers)))
         inputs.groups = groups_of(store.member_names(version_id), t.cv_groups) if t.cv_groups else None
     with clock.stage("mlflow_setup"):
-        tracking.setup(config.mlflow.uri(state.workspace), config.mlflow.experiment, state.workspace / "mlartifacts")
+        experiment_id = tracking.setup(
+            config.mlflow.uri(state.workspace), config.mlflow.experiment, state.workspace / "mlartifacts"
+        )
+        if abandoned := tracking.end_abandoned_runs(experiment_id, store.ended_runs()):
+            log(f"mlflow: {abandoned} run(s) left RUNNING by an earlier run that stopped abruptly, now marked FAILED")
     tags = {
         "tier": state.tier,
         "feature_version": version_id,

@@ -35,6 +35,9 @@ logging.getLogger("mlflow.sklearn").setLevel(logging.ERROR)
 # It warns that a python_model object is cloudpickled (see DocumentModel) and that no signature can be
 # inferred from a DataFrame hint; both are understood and said in the README.
 logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+# It logs each SQLite error with its traceback, then raises it (MlflowException from the SQLAlchemy
+# error): the raise is what reaches the user, once. A full disk printed 770 lines before that one.
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
 
 # Logged with each model instead of letting MLflow infer requirements (which imports and probes the
 # model in a subprocess and takes seconds per model).
@@ -104,6 +107,19 @@ def setup(tracking_uri: str, experiment: str, artifact_root: Path | None) -> str
     return experiment_id
 
 
+def end_abandoned_runs(experiment_id: str, ended: set[str]) -> int:
+    """Mark FAILED the runs MLflow still shows RUNNING whose docscale run (tag docscale_run) is over: a
+    process killed outright (SIGKILL, the kernel's OOM killer, a power cut), or stopped by a disk too full
+    to record its end, leaves them so for good. Returns how many."""
+    client = MlflowClient()
+    running = client.search_runs([experiment_id], "attributes.status = 'RUNNING'", max_results=5000)
+    abandoned = [run for run in running if run.data.tags.get("docscale_run") in ended]
+    for run in abandoned:
+        client.set_tag(run.info.run_id, "docscale_ended", "its process stopped before it could end this run")
+        client.set_terminated(run.info.run_id, "FAILED")
+    return len(abandoned)
+
+
 @contextmanager
 def pipeline_run(run_name: str, params: dict[str, Any], tags: dict[str, str]):
     """One MLflow run per pipeline run; marked FAILED if the body raises, KILLED if it was interrupted."""
@@ -138,7 +154,7 @@ def log_metrics(metrics: dict[str, float]) -> None:
 def check_reachable(uri: str, timeout_s: float = 5.0) -> None:
     """Fail in seconds, before any work, when a tracking server does not answer (MLflow itself retries
     for minutes, and only after the pipeline ran), or when a SQLite backend file is not a database.
-    Raises ConnectionError with one line."""
+    Raises ConnectionError with one line. A SQLite backend not there yet is created (_create_sqlite)."""
     if uri.startswith("sqlite:///"):
         _check_sqlite(Path(uri.removeprefix("sqlite:///")))
         return
@@ -360,17 +376,34 @@ def training_params(version: Any) -> dict[str, str]:
 
 def _check_sqlite(path: Path) -> None:
     if not path.exists():
-        return  # created on first use
+        _create_sqlite(path)
+        return
     import sqlite3
 
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
             con.execute("PRAGMA schema_version").fetchone()
+            cut_short = con.execute("SELECT name FROM sqlite_master WHERE name GLOB '_alembic_tmp_*'").fetchone()
+            if cut_short:  # what MLflow's schema migration leaves when it cannot finish
+                raise sqlite3.DatabaseError("its creation was cut short (by a full disk?)")
     except sqlite3.DatabaseError as exc:
         raise ConnectionError(
             f"the workspace's MLflow database is damaged: {path}: {exc}; move it aside (runs and models logged "
             "there are lost; the feature store is not)"
         ) from None
+
+
+def _create_sqlite(path: Path) -> None:
+    """Create the SQLite backend whole or not at all: MLflow builds its schema in some thirty migrations,
+    and one cut short (a full disk, a kill) left a database every later run failed on. So they run on a
+    file of this process' own, renamed into place once complete."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.creating")
+    try:
+        MlflowClient(f"sqlite:///{partial}").search_experiments(max_results=1)  # creates and migrates it
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
 
 
 def champion(registry_name: str) -> Any | None:

@@ -183,6 +183,10 @@ class FeatureStore(VersionsMixin, CyclesMixin):
             [_now(), status, feature_version, run_id],
         )
 
+    def ended_runs(self) -> set[str]:
+        """The runs this workspace knows are over: finished, failed, or found interrupted."""
+        return {row[0] for row in self.con.execute("SELECT run_id FROM runs WHERE status <> 'running'").fetchall()}
+
     # -- extraction cache -------------------------------------------------------------------------
     def extracted_hashes(self, extractor: str) -> frozenset[str]:
         rows = self.con.execute("SELECT content_hash FROM extractions WHERE extractor = ?", [extractor]).fetchall()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -86,6 +87,29 @@ def test_a_damaged_mlflow_database_is_named_before_any_work(tmp_path, capsys):
     assert main(["--workspace", str(workspace), *LOCAL]) == 2
     assert "MLflow database is damaged" in _one_line_error(capsys)
     assert not (workspace / "corpus").exists()
+
+
+def test_an_mlflow_database_whose_creation_was_cut_short_is_named_before_any_work(tmp_path, capsys):
+    """What MLflow's schema migration leaves when a full disk stops it: every later run used to fail on it
+    with a traceback ("table _alembic_tmp_latest_metrics already exists")."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    with sqlite3.connect(workspace / "mlflow.db") as con:
+        con.execute("CREATE TABLE _alembic_tmp_latest_metrics (key VARCHAR)")
+    assert main(["--workspace", str(workspace), *LOCAL]) == 2
+    assert "creation was cut short" in _one_line_error(capsys)
+    assert not (workspace / "corpus").exists()
+
+
+def test_a_new_mlflow_database_appears_whole_before_any_work(tmp_path):
+    from training.tracking import check_reachable
+
+    database = tmp_path / "ws" / "mlflow.db"
+    check_reachable(f"sqlite:///{database}")
+    assert [p.name for p in database.parent.iterdir()] == ["mlflow.db"]  # no partial file left beside it
+    with sqlite3.connect(database) as con:
+        tables = {row[0] for row in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"experiments", "runs", "registered_models", "model_versions", "alembic_version"} <= tables
 
 
 def test_features_list_while_a_run_writes_says_to_wait(tmp_path, capsys):

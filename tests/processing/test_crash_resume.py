@@ -32,10 +32,10 @@ ARGS = [
 ]
 
 
-def _start_run(workspace) -> subprocess.Popen:
+def _start_run(workspace, *extra: str) -> subprocess.Popen:
     """processing.run in its own process group, a progress line per committed batch on its stderr."""
     return subprocess.Popen(
-        [sys.executable, "-m", "processing.run", *ARGS, "--workspace", str(workspace)],
+        [sys.executable, "-m", "processing.run", *ARGS, *extra, "--workspace", str(workspace)],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
@@ -112,3 +112,29 @@ def test_ctrl_c_during_embedding_is_one_line_and_the_rerun_resumes(tmp_path, ray
     assert 16 <= ok - summary["work"]["embedded"] < ok
     with duckdb.connect(str(workspace / "features.duckdb"), read_only=True) as con:
         assert con.execute("SELECT count(*), count(DISTINCT text_hash) FROM text_embeddings_384").fetchone() == (ok, ok)
+
+
+def test_a_run_killed_while_it_trains_is_marked_failed_in_mlflow_by_the_next(tmp_path):
+    """A process killed outright cannot end its MLflow run: it stayed RUNNING in the UI for good. The next
+    run on the workspace, whose store knows that run is over, marks it FAILED and says so."""
+    from mlflow.tracking import MlflowClient
+
+    workspace, local = tmp_path / "ws", ["--set", "engine.executor=local"]
+    child = _start_run(workspace, *local)
+    try:
+        for line in child.stderr:
+            if line.startswith("[docscale] train: logreg"):  # inside the run's MLflow run
+                break
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+    client = MlflowClient(f"sqlite:///{workspace / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("docscale").experiment_id
+    killed = {run.info.run_id for run in client.search_runs([experiment])}  # the run, maybe its logreg child
+    assert killed and {run.info.status for run in client.search_runs([experiment])} == {"RUNNING"}
+
+    assert main([*ARGS, *local, "--workspace", str(workspace)]) == 0
+    runs = client.search_runs([experiment])
+    assert {run.info.status for run in runs if run.info.run_id in killed} == {"FAILED"}
+    assert all("its process stopped" in run.data.tags["docscale_ended"] for run in runs if run.info.run_id in killed)
+    assert sorted(run.info.status for run in runs if run.info.run_id not in killed) == ["FINISHED", "FINISHED"]

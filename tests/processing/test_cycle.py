@@ -270,3 +270,51 @@ def test_watch_on_ray_stops_between_batches_when_terminated(scenario, ray_sessio
         watch.kill()
     assert watch.returncode == 0, out[-2000:]
     assert "watch stopped between batches" in out and "SIGTERM received" not in out
+
+
+def test_watch_tries_a_batch_that_failed_for_a_passing_reason_again_before_any_later_one(scenario, tmp_path):
+    """While another process holds the workspace, `cycle --watch` fails its first batch (exit 1) and tries
+    that batch again at each look, never the next one (each cycle starts from the champion the one before
+    it left); once the workspace is free, that batch is decided. It used to be skipped until a restart."""
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from processing.features import FeatureStore
+
+    workspace, _, _ = scenario
+    copy = tmp_path / "ws"
+    shutil.copytree(workspace, copy)
+    shifted = sorted((copy / "scenario" / "batches" / "B-shifted").glob("*.pdf"))
+    for name, pdfs in (("a-first", shifted[:10]), ("b-second", shifted[10:20])):
+        (tmp_path / "inbox" / name).mkdir(parents=True)
+        for pdf in pdfs:
+            shutil.copyfile(pdf, tmp_path / "inbox" / name / f"again-{pdf.name}")
+        (tmp_path / "inbox" / name / "extra.pdf").write_bytes(f"%PDF-1.4 {name}".encode())  # a batch not seen
+    command = [sys.executable, "-m", "processing.cycle", "--watch", str(tmp_path / "inbox"), "--interval", "1"]
+    command += ["--workspace", str(copy), *FAST]
+    holder = FeatureStore(copy / "features.duckdb")  # another run holding the workspace
+    watch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    give_up = threading.Timer(300, watch.kill)  # a watch that never decides the batch ends the reading below
+    give_up.start()
+    seen: list[str] = []
+    try:
+        for line in watch.stdout:
+            seen.append(line)
+            if sum("a-first: tried again in 1 s" in s for s in seen) == 2 and holder is not None:
+                holder.close()  # the workspace is free from now on
+                holder = None
+            if line.startswith("cycle batch-"):  # a batch decided
+                break
+        watch.send_signal(signal.SIGTERM)
+        out, _ = watch.communicate(timeout=120)
+    finally:
+        give_up.cancel()
+        watch.kill()
+        if holder is not None:
+            holder.close()
+    text = "".join(seen)
+    assert holder is None and "is locked by" in text, text[-3000:]
+    assert "b-second" not in text, text[-3000:]  # never tried while the batch before it waited
+    assert watch.returncode == 0, out[-2000:]
