@@ -17,6 +17,7 @@ from pathlib import Path
 
 from processing.features.store import FeatureStore, WorkspaceLockedError
 from processing.features.versions import UnknownVersionError
+from processing.out_of_space import out_of_space_error, out_of_space_message
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except WorkspaceLockedError as exc:  # a run is writing: try again later
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # export's folder on a full disk (DuckDB's own IOException, or an OSError)
+        if (full := out_of_space_error(exc)) is None:
+            raise
+        print(f"error: {out_of_space_message(full, args.workspace, {'export': args.folder})}", file=sys.stderr)
         return 1
     return 0
 

@@ -235,15 +235,21 @@ class VersionsMixin:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         written = []
+        params = {"embedder": info["embedder"], "extractor": info["extractor"], "version": version_id}
         for split in ("train", "heldout"):
             target = folder / f"{split}.parquet"
-            self.con.execute(
-                f"""COPY (SELECT m.content_hash, m.label, v.vector FROM feature_members m
-                    {_VECTORS_OF_MEMBERS.format(dim=int(info["dim"]))}
-                    WHERE m.version_id = $version AND m.split = $split ORDER BY m.content_hash)
-                    TO '{_sql_path(target)}' (FORMAT parquet)""",
-                {"embedder": info["embedder"], "extractor": info["extractor"], "version": version_id, "split": split},
-            )
+            partial = folder / f".{split}.parquet.partial"  # renamed once whole: a full disk leaves no half file
+            try:
+                self.con.execute(
+                    f"""COPY (SELECT m.content_hash, m.label, v.vector FROM feature_members m
+                        {_VECTORS_OF_MEMBERS.format(dim=int(info["dim"]))}
+                        WHERE m.version_id = $version AND m.split = $split ORDER BY m.content_hash)
+                        TO '{_sql_path(partial)}' (FORMAT parquet)""",
+                    {**params, "split": split},
+                )
+                partial.replace(target)
+            finally:
+                partial.unlink(missing_ok=True)
             written.append(target)
         lineage = folder / "version.json"
         lineage.write_text(json.dumps(info, indent=2, default=str))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -59,7 +60,7 @@ def test_a_disk_filling_at_each_stage_stops_in_one_line_and_the_rerun_resumes(tm
     turn half-way through MLflow's database, the corpus (written by Ray tasks, which report it wrapped)
     and two later points; each run ends in one line and exit 1, and the run once the disk has grown
     makes what a run that never ran short of space makes (a database cut short used to fail every later
-    run). Then predict and export_model write to a disk with no room. Ray starts inside the namespace:
+    run). Then predict, export_model and features export write to a disk with no room. Ray starts inside the namespace:
     the session's shared Ray would write outside the mount."""
     clean = tmp_path / "clean"
     reference = subprocess.run(
@@ -97,10 +98,14 @@ def test_a_disk_filling_at_each_stage_stops_in_one_line_and_the_rerun_resumes(tm
     script += [f"ls -A {out} > {logs}/5.ls"]
     export = [sys.executable, "-m", "processing.export_model", "--workspace", str(clean), "--out", str(out / "m")]
     script += [f"{shlex.join(export)} > {logs}/6.out 2> {logs}/6.err; echo $? > {logs}/6.rc; ls -A {out} > {logs}/6.ls"]
+    version = json.loads((tmp_path / "clean.json").read_text())["feature_version"]
+    features = [sys.executable, "-m", "processing.features", "--workspace", str(clean), "export", version]
+    script += [f"{shlex.join([*features, str(out / 'fv')])} > {logs}/7.out 2> {logs}/7.err; echo $? > {logs}/7.rc"]
+    script += [f"find {out} -type f > {logs}/7.ls"]
     subprocess.run(["unshare", "-rm", "sh", "-c", "\n".join(script)], check=True, timeout=1800)
 
     stopped = []
-    for number in (0, 1, 2, 3, 5, 6):
+    for number in (0, 1, 2, 3, 5, 6, 7):
         rc, err = (logs / f"{number}.rc").read_text().strip(), (logs / f"{number}.err").read_text()
         errors = [line for line in err.splitlines() if line.startswith("error:")]
         assert rc == "1", err[-3000:]
@@ -111,8 +116,9 @@ def test_a_disk_filling_at_each_stage_stops_in_one_line_and_the_rerun_resumes(tm
     print(f"clean workspace: MLflow {database + artifacts:.1f} MiB, corpus {corpus:.1f}, store {store:.1f}")
     print(*stopped, sep="\n")
     assert "[Errno 28] No space left on device" in stopped[1]  # a generating task's, through Ray
-    for number, error in zip((5, 6), stopped[4:], strict=True):  # predict, export_model: no partial file left
-        assert f"--out {out} 0 MiB" in error and (logs / f"{number}.ls").read_text() == "", error
+    for number, error in zip((5, 6, 7), stopped[4:], strict=True):  # predict, export_model, features export
+        assert re.search(rf" {re.escape(str(out))}\S* 0 MiB", error), error
+        assert (logs / f"{number}.ls").read_text() == ""  # no partial file left
     assert (logs / "4.rc").read_text().strip() == "0", (logs / "4.err").read_text()[-3000:]
     last, first = json.loads((tmp_path / "last.json").read_text()), json.loads((tmp_path / "clean.json").read_text())
     assert last["feature_version"] == first["feature_version"]
