@@ -129,7 +129,7 @@ def _drift_line(drift: dict) -> str:
 
 def watch(args: argparse.Namespace) -> int:
     """Cycle every sub-folder of --watch not seen yet, in name order (labels for batch X in X.labels.csv
-        beside it); look again every interval. A batch decided before is only reported again; one whose cycle
+    beside it); look again every interval. A batch decided before is only reported again; one whose cycle
     failed for a passing reason is tried again at the next look."""
     stop = _Stop()
     signal.signal(signal.SIGTERM, stop)

@@ -394,7 +394,7 @@ def _check_sqlite(path: Path) -> None:
 
 
 def _create_sqlite(path: Path) -> None:
-    """Create the SQLite backend whole or not at all: MLflow builds its schema in some thirty migrations,
+    """Create the SQLite backend whole or not at all: MLflow builds its schema in 68 migrations,
     and one cut short (a full disk, a kill) left a database every later run failed on. So they run on a
     file of this process' own, renamed into place once complete."""
     path.parent.mkdir(parents=True, exist_ok=True)
