@@ -37,8 +37,14 @@ def gate(
     score_champion: Callable[[Any], tuple[float, str]],
 ) -> GateDecision:
     """Register `model_uri` as a challenger and decide. `score_champion(version)` gives the champion's
-    macro-F1 on this run's held-out set and how it was obtained (the caller has the inputs)."""
+    macro-F1 on this run's held-out set and how it was obtained (the caller has the inputs).
+
+    The champion is scored before anything is registered (seconds, for a model that reads text), so that
+    registering and promoting follow one another: Ctrl-C while the champion was scored used to leave a
+    registered version that the gate never judged."""
     registry, margin = config.registry_model, config.promotion_margin
+    current = tracking.champion(registry)
+    scored = score_champion(current) if current is not None else None
     version = tracking.register_challenger(
         model_uri, registry, {**tags, "classifier": name, "heldout_macro_f1": f"{macro_f1:.6f}"}
     )
@@ -49,11 +55,10 @@ def gate(
         "challenger_macro_f1": macro_f1,
         "margin": margin,
     }
-    current = tracking.champion(registry)
-    if current is None:
+    if current is None or scored is None:
         tracking.promote(registry, version.version)
         return GateDecision(**base, decision="promoted", reason="no champion yet")
-    champion_f1, how = score_champion(current)
+    champion_f1, how = scored
     champion = {"champion_version": str(current.version), "champion_macro_f1": champion_f1, "champion_scored": how}
     if macro_f1 > champion_f1 + margin:
         tracking.promote(registry, version.version)

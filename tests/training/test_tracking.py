@@ -85,3 +85,28 @@ def test_an_interrupted_run_is_killed_in_mlflow_and_a_failed_one_failed(tmp_path
         "broken-logreg": "FAILED",
     }
     assert mlflow.active_run() is None
+
+
+def test_ctrl_c_while_the_gate_scores_the_champion_registers_nothing(tmp_path):
+    """The champion is scored before the challenger is registered: an interrupt there used to leave a
+    version registered that the gate never judged."""
+    import pytest
+    from mlflow.tracking import MlflowClient
+
+    from training.classifiers import TrainConfig
+    from training.gate import gate
+
+    tracking.setup(f"sqlite:///{tmp_path / 'm.db'}", "t", tmp_path / "art")
+    with mlflow.start_run():
+        first, second = tracking.log_document_model(_Echo()), tracking.log_document_model(_Echo())
+    config = TrainConfig(registry_model="gate-test")
+
+    def interrupted(champion):
+        raise KeyboardInterrupt
+
+    assert gate(config, first, "logreg", 0.5, {}, interrupted).decision == "promoted"  # no champion to score
+    with pytest.raises(KeyboardInterrupt):
+        gate(config, second, "logreg", 0.9, {}, interrupted)
+    versions = MlflowClient().search_model_versions("name='gate-test'")
+    assert [str(v.version) for v in versions] == ["1"]
+    assert str(tracking.champion("gate-test").version) == "1"
