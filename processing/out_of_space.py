@@ -51,8 +51,8 @@ def out_of_space_message(error: BaseException, workspace: Path | str, also: dict
     places |= {name: Path(path).resolve() for name, path in (also or {}).items()}
     free = ", ".join(f"{name} {path} {_free(_existing(path))}" for name, path in places.items())
     return (
-        f"a disk is full: {what} (free: {free}); free some space or pass --workspace on a larger disk, then run "
-        "the same command again: what was stored is kept and the run resumes from it"
+        f"a disk is full: {what} (free: {free}); free some space, then run the same command again: what was "
+        "stored is kept and the run resumes from it"
     )
 
 
